@@ -1,0 +1,1 @@
+"""spanlake's exporter side: OTel spans -> tracking model -> stores."""

@@ -1,0 +1,148 @@
+"""Safe, fast JSON for recorded values: never raises, never hangs, respects a size cap.
+
+Used on the traced application's thread, so the common case is one ``orjson.dumps`` call;
+the slow paths (cycles, huge ints, exotic objects, over-cap values) only run when needed.
+Over-cap values are shrunk *structurally* (long strings cut, long lists shortened) so the
+result is still valid JSON of the same shape, never a cut-in-half document.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+#: Default cap for one recorded value (inputs, outputs, message content).
+DEFAULT_MAX_BYTES = 256 * 1024
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_MAX_DEPTH = 64
+_TRUNCATION_MARK = "...[truncated]"
+
+
+def _default(obj: Any) -> Any:
+    """orjson's fallback for types it does not know."""
+    model_dump = getattr(obj, "model_dump", None)  # pydantic v2
+    if callable(model_dump) and not isinstance(obj, type):
+        return model_dump(mode="json")
+    dict_method = getattr(obj, "dict", None)  # pydantic v1
+    if callable(dict_method) and hasattr(obj, "__fields__") and not isinstance(obj, type):
+        return dict_method()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _bytes_repr(bytes(obj))
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    tolist = getattr(obj, "tolist", None)  # numpy scalars/arrays with odd dtypes
+    if callable(tolist):
+        return tolist()
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    return repr(obj)
+
+
+def _bytes_repr(data: bytes) -> str:
+    if len(data) <= 1024:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(data).decode("ascii")
+    return f"<{len(data)} bytes>"
+
+
+def _sanitize(obj: Any, seen: set[int], depth: int) -> Any:
+    """Plain JSON-able copy of ``obj``: cycles and depth cut, unknown types converted."""
+    if obj is None or isinstance(obj, (bool, str, float)):
+        return obj
+    if isinstance(obj, int):
+        return obj if -(2**63) <= obj < 2**64 else str(obj)
+    if depth > _MAX_DEPTH:
+        return "<max depth>"
+    oid = id(obj)
+    if oid in seen:
+        return "<cycle>"
+    seen.add(oid)
+    try:
+        if isinstance(obj, Mapping):
+            return {str(k): _sanitize(v, seen, depth + 1) for k, v in list(obj.items())}
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return [_sanitize(v, seen, depth + 1) for v in list(obj)]
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {
+                f.name: _sanitize(getattr(obj, f.name, None), seen, depth + 1)
+                for f in dataclasses.fields(obj)
+            }
+        try:
+            converted = _default(obj)
+        except Exception:
+            converted = f"<unserializable {type(obj).__name__}>"
+        if converted is obj or isinstance(converted, str):
+            return converted
+        return _sanitize(converted, seen, depth + 1)
+    finally:
+        seen.discard(oid)
+
+
+def _encode(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except Exception:
+        try:
+            return orjson.dumps(_sanitize(value, set(), 0), option=_OPTIONS)
+        except Exception:
+            return orjson.dumps(f"<unserializable {type(value).__name__}>")
+
+
+def _shrink(obj: Any, max_str: int, max_items: int) -> Any:
+    if isinstance(obj, str):
+        return obj if len(obj) <= max_str else obj[:max_str] + _TRUNCATION_MARK
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        out = {k: _shrink(v, max_str, max_items) for k, v in items[:max_items]}
+        if len(items) > max_items:
+            out["..."] = f"{len(items) - max_items} more keys"
+        return out
+    if isinstance(obj, list):
+        out_list = [_shrink(v, max_str, max_items) for v in obj[:max_items]]
+        if len(obj) > max_items:
+            out_list.append(f"... {len(obj) - max_items} more items")
+        return out_list
+    return obj
+
+
+def fit(encoded: bytes, max_bytes: int) -> bytes:
+    """``encoded`` JSON shrunk to at most ``max_bytes`` while staying valid JSON."""
+    if len(encoded) <= max_bytes:
+        return encoded
+    parsed = orjson.loads(encoded)
+    max_str, max_items = max(max_bytes // 2, 16), 1 << 30
+    for _ in range(64):
+        candidate = orjson.dumps(_shrink(parsed, max_str, max_items))
+        if len(candidate) <= max_bytes:
+            return candidate
+        if max_str > 16:
+            max_str //= 2
+        elif max_items > 1:
+            max_items = min(max_items, 1 << 20) // 2 or 1
+        else:
+            break
+    preview = encoded[: max(max_bytes // 2, 0)].decode("utf-8", errors="ignore")
+    return orjson.dumps(preview[: max(max_bytes // 2 - 32, 0)] + _TRUNCATION_MARK)
+
+
+def dumps(value: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, int | None]:
+    """JSON text of ``value`` capped at ``max_bytes``.
+
+    Returns ``(json_text, original_size)``; ``original_size`` is None when nothing was cut,
+    else the encoded size before truncation (for the ``spanlake.truncated`` marker).
+    """
+    encoded = _encode(value)
+    if len(encoded) <= max_bytes:
+        return encoded.decode("utf-8"), None
+    return fit(encoded, max_bytes).decode("utf-8"), len(encoded)
