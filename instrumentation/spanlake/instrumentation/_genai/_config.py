@@ -1,0 +1,99 @@
+"""Content-capture settings, read from the environment through one tolerant helper.
+
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``: ``NO_CONTENT`` | ``SPAN_ONLY`` |
+``EVENT_ONLY`` | ``SPAN_AND_EVENT``, or the legacy ``true`` (= ``SPAN_ONLY``) / ``false``
+(= ``NO_CONTENT``). Unset means ``SPAN_ONLY``: spanlake's zero-code promise is that prompts
+and responses are recorded (SPEC §2); one variable turns it off. An invalid value logs a
+warning once and falls back to the default.
+
+``SPANLAKE_CONTENT_MAX_BYTES``: cap for one content attribute (default 128 KiB).
+``SPANLAKE_CAPTURE_BINARY_CONTENT``: ``true`` records image/blob bytes (base64) in
+content; by default a blob part keeps only its type, MIME type and size.
+
+The environment is re-read when it changes (a cheap string comparison per call), so
+tests and long-running apps see a new setting without re-instrumenting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from spanlake.semconv.gen_ai import ENV_CAPTURE_MESSAGE_CONTENT, CaptureMode
+
+ENV_CONTENT_MAX_BYTES: Final = "SPANLAKE_CONTENT_MAX_BYTES"
+ENV_CAPTURE_BINARY_CONTENT: Final = "SPANLAKE_CAPTURE_BINARY_CONTENT"
+DEFAULT_CONTENT_MAX_BYTES: Final = 128 * 1024
+_MIN_MAX_BYTES: Final = 256
+
+_logger = logging.getLogger("spanlake.instrumentation")
+_warned: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class ContentConfig:
+    """Where message content goes and how big one attribute may get."""
+
+    on_span: bool = True
+    on_event: bool = False
+    max_bytes: int = DEFAULT_CONTENT_MAX_BYTES
+    binary: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """True when content is recorded anywhere (so providers may skip building it)."""
+        return self.on_span or self.on_event
+
+
+_MODES: Final[dict[str, tuple[bool, bool]]] = {
+    CaptureMode.NO_CONTENT: (False, False),
+    CaptureMode.SPAN_ONLY: (True, False),
+    CaptureMode.EVENT_ONLY: (False, True),
+    CaptureMode.SPAN_AND_EVENT: (True, True),
+    "TRUE": (True, False),
+    "FALSE": (False, False),
+}
+
+_cache_key: tuple[str | None, str | None, str | None] | None = None
+_cache_value: ContentConfig = ContentConfig()
+
+
+def _warn_once(var: str, value: str, fallback: str) -> None:
+    if (var, value) not in _warned:
+        _warned.add((var, value))
+        _logger.warning("Invalid %s=%r; using %s", var, value, fallback)
+
+
+def _parse(mode: str | None, max_bytes: str | None, binary: str | None) -> ContentConfig:
+    on_span, on_event = True, False
+    if mode is not None and mode.strip():
+        parsed = _MODES.get(mode.strip().upper())
+        if parsed is None:
+            _warn_once(ENV_CAPTURE_MESSAGE_CONTENT, mode, CaptureMode.SPAN_ONLY)
+        else:
+            on_span, on_event = parsed
+    cap = DEFAULT_CONTENT_MAX_BYTES
+    if max_bytes is not None and max_bytes.strip():
+        try:
+            cap = max(int(max_bytes.strip()), _MIN_MAX_BYTES)
+        except ValueError:
+            _warn_once(ENV_CONTENT_MAX_BYTES, max_bytes, str(DEFAULT_CONTENT_MAX_BYTES))
+    want_binary = (binary or "").strip().lower() in {"1", "true", "yes"}
+    return ContentConfig(on_span=on_span, on_event=on_event, max_bytes=cap, binary=want_binary)
+
+
+def content_config() -> ContentConfig:
+    """The current content settings (re-parsed only when the environment changed)."""
+    global _cache_key, _cache_value
+    env = os.environ
+    key = (
+        env.get(ENV_CAPTURE_MESSAGE_CONTENT),
+        env.get(ENV_CONTENT_MAX_BYTES),
+        env.get(ENV_CAPTURE_BINARY_CONTENT),
+    )
+    if key != _cache_key:
+        _cache_value = _parse(*key)
+        _cache_key = key
+    return _cache_value

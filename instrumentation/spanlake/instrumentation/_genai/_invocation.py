@@ -1,0 +1,363 @@
+"""One GenAI call as one CLIENT span: start, record request/response/content, fail, end once.
+
+The lifecycle lives here once so provider wrappers stay ~20 lines. Every public method is
+contained: it never raises into the application, whatever the provider hands it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+from spanlake.instrumentation._json import dumps
+from spanlake.semconv import gen_ai as ga
+from spanlake.semconv.span_type import SpanType, span_type_from_operation
+from spanlake.semconv.spanlake_attrs import SPAN_TYPE, TRUNCATED
+
+from ._config import ContentConfig, content_config
+from ._parts import Message, Part
+from ._safe import contained
+
+_logger = logging.getLogger("spanlake.instrumentation")
+T = TypeVar("T")
+
+#: Attribute: how a stream's span ended (exhausted | closed | context_exit | error | dropped).
+STREAM_END: Final = "spanlake.stream.end"
+#: Attribute: how many chunks a stream delivered.
+STREAM_CHUNKS: Final = "spanlake.stream.chunks"
+#: Span event name for one stream chunk (bounded count; see ``_stream``).
+CHUNK_EVENT: Final = "spanlake.stream.chunk"
+
+# Extra request attributes whose key hints at a secret are dropped, whatever the provider passes.
+_SECRET_HINTS: Final = ("api_key", "api-key", "apikey", "authorization", "secret", "password")
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts as the provider reported them, normalised by :meth:`attributes`.
+
+    ``input_includes_cache`` says whether the provider's ``input_tokens`` already counts cached
+    tokens (OpenAI, Bedrock Converse: yes; Anthropic: no). Our ``gen_ai.usage.input_tokens`` always
+    includes cache reads and cache creation, for every provider.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
+    input_includes_cache: bool = True
+
+    def total_input_tokens(self) -> int | None:
+        if self.input_includes_cache:
+            return self.input_tokens
+        parts = (self.input_tokens, self.cache_read_input_tokens, self.cache_creation_input_tokens)
+        if all(p is None for p in parts):
+            return None
+        return sum(p or 0 for p in parts)
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        out: dict[str, AttributeValue] = {}
+        total = self.total_input_tokens()
+        if total is not None:
+            out[ga.USAGE_INPUT_TOKENS] = total
+        if self.output_tokens is not None:
+            out[ga.USAGE_OUTPUT_TOKENS] = self.output_tokens
+        if self.cache_read_input_tokens is not None:
+            out[ga.USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_input_tokens
+        if self.cache_creation_input_tokens is not None:
+            out[ga.USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_input_tokens
+            if ga.latest_experimental():
+                out[ga.USAGE_CACHE_WRITE_INPUT_TOKENS] = self.cache_creation_input_tokens
+        if self.reasoning_output_tokens is not None:
+            out[ga.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_output_tokens
+        return out
+
+
+@dataclass(slots=True)
+class Request:
+    """What the call asked for; becomes the span's name and start attributes.
+
+    ``None`` fields are left off the span. ``attributes`` carries provider extras (never
+    secrets: keys that look like API keys or auth headers are dropped).
+    """
+
+    operation: str
+    provider: str
+    model: str | None
+    span_type: SpanType | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+    stream: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: float | None = None
+    max_tokens: int | None = None
+    stop_sequences: Sequence[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    choice_count: int | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+    def span_name(self) -> str:
+        return f"{self.operation} {self.model}" if self.model else self.operation
+
+    def span_attributes(self) -> dict[str, AttributeValue]:
+        span_type = self.span_type or span_type_from_operation(self.operation) or SpanType.LLM
+        out: dict[str, AttributeValue] = {
+            ga.OPERATION_NAME: self.operation,
+            ga.PROVIDER_NAME: self.provider,
+            SPAN_TYPE: span_type.value,
+        }
+        optional: tuple[tuple[str, Any], ...] = (
+            (ga.REQUEST_MODEL, self.model),
+            (ga.SERVER_ADDRESS, self.server_address),
+            (ga.SERVER_PORT, self.server_port),
+            (ga.REQUEST_STREAM, self.stream),
+            (ga.REQUEST_TEMPERATURE, _num(self.temperature)),
+            (ga.REQUEST_TOP_P, _num(self.top_p)),
+            (ga.REQUEST_TOP_K, _num(self.top_k)),
+            (ga.REQUEST_MAX_TOKENS, _int(self.max_tokens)),
+            (ga.REQUEST_SEED, _int(self.seed)),
+            (ga.REQUEST_FREQUENCY_PENALTY, _num(self.frequency_penalty)),
+            (ga.REQUEST_PRESENCE_PENALTY, _num(self.presence_penalty)),
+            (ga.REQUEST_CHOICE_COUNT, _int(self.choice_count)),
+        )
+        for key, value in optional:
+            if value is not None:
+                out[key] = value
+        stops = _str_list(self.stop_sequences)
+        if stops is not None:
+            out[ga.REQUEST_STOP_SEQUENCES] = stops
+        for key, value in self.attributes.items():
+            lowered = key.lower()
+            if value is not None and not any(h in lowered for h in _SECRET_HINTS):
+                out[key] = value
+        return out
+
+
+@dataclass(slots=True)
+class Response:
+    """What the call returned; becomes the span's end attributes."""
+
+    id: str | None = None
+    model: str | None = None
+    finish_reasons: Sequence[str] | None = None
+    usage: Usage | None = None
+    output_messages: list[Message] | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        return None
+
+
+def error_type_of(exc: BaseException) -> str:
+    """``error.type`` for an exception: its class's qualified name (OTel's rule for exceptions)."""
+    return type(exc).__qualname__
+
+
+class Invocation:
+    """The span of one GenAI call. Create with :meth:`start`; every method is contained."""
+
+    __slots__ = (
+        "_end_lock",
+        "_event_attrs",
+        "_first_chunk_ns",
+        "_start_ns",
+        "_truncated",
+        "content",
+        "span",
+    )
+
+    def __init__(self, span: trace_api.Span, content: ContentConfig) -> None:
+        self.span = span
+        self.content = content
+        self._start_ns = time.monotonic_ns()
+        self._first_chunk_ns: int | None = None
+        self._truncated: list[str] | None = None
+        self._event_attrs: dict[str, AttributeValue] | None = None
+        self._end_lock = threading.Lock()
+
+    @classmethod
+    def start(
+        cls,
+        tracer: trace_api.Tracer,
+        request: Request,
+        *,
+        content: ContentConfig | None = None,
+    ) -> Invocation | None:
+        """Start the CLIENT span (child of the current context); None if that fails."""
+        try:
+            span = tracer.start_span(
+                request.span_name(), kind=SpanKind.CLIENT, attributes=request.span_attributes()
+            )
+            return cls(span, content if content is not None else content_config())
+        except Exception:
+            _logger.debug("spanlake could not start a GenAI span", exc_info=True)
+            return None
+
+    # --- running the wrapped call ------------------------------------------------------
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with the span current; on error the span fails and ends
+        and the app's exception propagates unchanged. The span stays open on success."""
+        token = _attach(self.span)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            _detach(token)
+
+    async def run_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Async twin of :meth:`run` (the span is current for the awaited call)."""
+        token = _attach(self.span)
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            _detach(token)
+
+    # --- content --------------------------------------------------------------------------
+    @property
+    def captures_content(self) -> bool:
+        """Whether providers should build content at all (skip the work when False)."""
+        return self.content.enabled
+
+    @contained
+    def record_input(
+        self,
+        *,
+        messages: list[Message] | None = None,
+        system: list[Part] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Record request content (already in the parts schema) per the capture mode."""
+        if not self.content.enabled:
+            return
+        if messages is not None:
+            self._content(ga.INPUT_MESSAGES, messages)
+        if system:
+            self._content(ga.SYSTEM_INSTRUCTIONS, system)
+        if tools:
+            self._content(ga.TOOL_DEFINITIONS, tools)
+
+    def _content(self, key: str, value: Any) -> None:
+        text, original = dumps(value, self.content.max_bytes)
+        if original is not None:
+            if self._truncated is None:
+                self._truncated = []
+            self._truncated.append(f"{key}:{original}")
+            self.span.set_attribute(TRUNCATED, list(self._truncated))
+        if self.content.on_span:
+            self.span.set_attribute(key, text)
+        if self.content.on_event:
+            if self._event_attrs is None:
+                self._event_attrs = {}
+            self._event_attrs[key] = text
+
+    # --- streams --------------------------------------------------------------------------
+    @contained
+    def mark_first_chunk(self) -> None:
+        """Record ``gen_ai.response.time_to_first_chunk`` (seconds since start) once."""
+        if self._first_chunk_ns is None:
+            self._first_chunk_ns = time.monotonic_ns()
+            ttfc = (self._first_chunk_ns - self._start_ns) / 1e9
+            self.span.set_attribute(ga.RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
+
+    # --- ending ---------------------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        return self._end_lock.locked()
+
+    @contained
+    def set_response(self, response: Response) -> None:
+        """Set response attributes and output content (the span stays open)."""
+        span = self.span
+        if response.id:
+            span.set_attribute(ga.RESPONSE_ID, response.id)
+        if response.model:
+            span.set_attribute(ga.RESPONSE_MODEL, response.model)
+        reasons = _str_list(response.finish_reasons)
+        if reasons:
+            span.set_attribute(ga.RESPONSE_FINISH_REASONS, reasons)
+        if response.usage is not None:
+            span.set_attributes(response.usage.attributes())
+        if response.attributes:
+            span.set_attributes(response.attributes)
+        if response.output_messages is not None and self.content.enabled:
+            self._content(ga.OUTPUT_MESSAGES, response.output_messages)
+
+    def finish(self, response: Response | None = None) -> None:
+        """Record ``response`` (if any) and end the span with status OK-by-default; once only."""
+        if self.ended:
+            return
+        if response is not None:
+            self.set_response(response)
+        self.end()
+
+    @contained
+    def fail(self, exc: BaseException, error_type: str | None = None) -> None:
+        """Mark the span as failed by ``exc`` (status ERROR, ``error.type``, exception event) and end it."""
+        if self.ended:
+            return
+        span = self.span
+        span.set_attribute(ga.ERROR_TYPE, error_type or error_type_of(exc))
+        span.record_exception(exc, escaped=True)
+        span.set_status(Status(StatusCode.ERROR, str(exc)[:1024] or type(exc).__name__))
+        self.end()
+
+    @contained
+    def end(self) -> None:
+        """End the span exactly once (later calls, from any thread, do nothing)."""
+        if not self._end_lock.acquire(blocking=False):
+            return
+        if self._event_attrs:
+            self.span.add_event(ga.EVENT_CLIENT_INFERENCE_OPERATION_DETAILS, self._event_attrs)
+        self.span.end()
+
+
+def _attach(span: trace_api.Span) -> object | None:
+    try:
+        return context_api.attach(trace_api.set_span_in_context(span))
+    except Exception:
+        return None
+
+
+def _detach(token: object | None) -> None:
+    if token is not None:
+        try:
+            context_api.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            pass

@@ -1,0 +1,225 @@
+"""Transparent proxies around provider streams that end the call's span exactly once.
+
+The proxy hands every chunk to the app unchanged and as it arrives (no buffering), feeds it
+to a per-provider :class:`StreamAccumulator`, marks time-to-first-chunk, adds a bounded
+number of chunk events, and ends the span on the first of: exhaustion (``exhausted``),
+``close()`` (``closed``), ``with`` exit (``context_exit``), an error raised by the stream or
+inside a ``with`` block (``error``), or the proxy being garbage-collected unconsumed or after
+an early ``break`` (``dropped``, via ``weakref.finalize``, which never raises). The end
+reason goes on ``spanlake.stream.end``. Anything else (attributes, SDK helper methods) passes
+through to the wrapped stream (``wrapt.ObjectProxy``).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import wrapt
+from opentelemetry.util.types import AttributeValue
+
+from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
+from ._safe import contained
+
+ENV_MAX_CHUNK_EVENTS: Final = "SPANLAKE_MAX_CHUNK_EVENTS"
+DEFAULT_MAX_CHUNK_EVENTS: Final = 128
+if TYPE_CHECKING:
+    _ProxyBase = wrapt.ObjectProxy[Any]
+else:  # wrapt 1.x proxies are not subscriptable at runtime
+    _ProxyBase = wrapt.ObjectProxy
+
+#: Longest chunk text copied onto one chunk event.
+_MAX_EVENT_TEXT: Final = 1024
+
+
+def _max_chunk_events() -> int:
+    raw = os.environ.get(ENV_MAX_CHUNK_EVENTS)
+    if raw is None:
+        return DEFAULT_MAX_CHUNK_EVENTS
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        return DEFAULT_MAX_CHUNK_EVENTS
+
+
+class StreamAccumulator(Protocol):
+    """Per-provider aggregation of a stream's chunks into the final response."""
+
+    def add(self, chunk: Any) -> str | None:
+        """Fold ``chunk`` in; return its text delta (for the chunk event) or None."""
+        ...
+
+    def response(self) -> Response:
+        """The aggregated response so far (called once, when the span ends)."""
+        ...
+
+
+class StreamState:
+    """Everything the finaliser needs, kept apart from the proxy so GC can collect it."""
+
+    __slots__ = ("__weakref__", "accumulator", "chunks", "finalizer", "invocation", "max_events")
+
+    def __init__(self, invocation: Invocation, accumulator: StreamAccumulator) -> None:
+        self.invocation = invocation
+        self.accumulator = accumulator
+        self.chunks = 0
+        self.max_events = _max_chunk_events()
+        self.finalizer: weakref.finalize[Any, Any] | None = None
+
+    @contained
+    def on_chunk(self, chunk: Any) -> None:
+        inv = self.invocation
+        if inv.ended:
+            return
+        index = self.chunks
+        self.chunks = index + 1
+        if index == 0:
+            inv.mark_first_chunk()
+        text = self.accumulator.add(chunk)
+        if index < self.max_events:
+            attrs: dict[str, AttributeValue] = {"index": index}
+            if text and inv.content.on_span:
+                attrs["content"] = text[:_MAX_EVENT_TEXT]
+            inv.span.add_event(CHUNK_EVENT, attrs)
+
+    @contained
+    def finish(self, how: str) -> None:
+        inv = self.invocation
+        if inv.ended:
+            return
+        self._detach()
+        inv.span.set_attribute(STREAM_END, how)
+        inv.span.set_attribute(STREAM_CHUNKS, self.chunks)
+        inv.set_response(self.accumulator.response())
+        inv.end()
+
+    @contained
+    def fail(self, exc: BaseException) -> None:
+        inv = self.invocation
+        if inv.ended:
+            return
+        self._detach()
+        inv.span.set_attribute(STREAM_END, "error")
+        inv.span.set_attribute(STREAM_CHUNKS, self.chunks)
+        inv.set_response(self.accumulator.response())
+        inv.fail(exc)
+
+    def dropped(self) -> None:
+        """Finaliser callback: the app let go of the stream before it ended."""
+        try:
+            self.finish("dropped")
+        except BaseException:  # pragma: no cover - finalisers must never raise
+            pass
+
+    def _detach(self) -> None:
+        if self.finalizer is not None:
+            self.finalizer.detach()
+            self.finalizer = None
+
+
+def _watch(proxy: object, state: StreamState) -> None:
+    try:
+        state.finalizer = weakref.finalize(proxy, state.dropped)
+    except TypeError:  # pragma: no cover - every wrapt proxy supports weakrefs today
+        state.finalizer = None
+
+
+class SyncStreamProxy(_ProxyBase):
+    """Proxy for a sync iterator of chunks (see module docstring)."""
+
+    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: StreamAccumulator):
+        super().__init__(wrapped)
+        self._self_state = StreamState(invocation, accumulator)
+        self._self_iter: Any = None
+        _watch(self, self._self_state)
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        it = self._self_iter
+        if it is None:
+            it = self._self_iter = iter(self.__wrapped__)
+        try:
+            chunk = next(it)
+        except StopIteration:
+            self._self_state.finish("exhausted")
+            raise
+        except BaseException as exc:
+            self._self_state.fail(exc)
+            raise
+        self._self_state.on_chunk(chunk)
+        return chunk
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.finish("closed")
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            if exc is not None:
+                self._self_state.fail(exc)
+            else:
+                self._self_state.finish("context_exit")
+
+
+class AsyncStreamProxy(_ProxyBase):
+    """Proxy for an async iterator of chunks (see module docstring)."""
+
+    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: StreamAccumulator):
+        super().__init__(wrapped)
+        self._self_state = StreamState(invocation, accumulator)
+        self._self_iter: Any = None
+        _watch(self, self._self_state)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        it = self._self_iter
+        if it is None:
+            it = self._self_iter = self.__wrapped__.__aiter__()
+        try:
+            chunk = await it.__anext__()
+        except StopAsyncIteration:
+            self._self_state.finish("exhausted")
+            raise
+        except BaseException as exc:
+            self._self_state.fail(exc)
+            raise
+        self._self_state.on_chunk(chunk)
+        return chunk
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_state.finish("closed")
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_state.finish("closed")
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            if exc is not None:
+                self._self_state.fail(exc)
+            else:
+                self._self_state.finish("context_exit")
