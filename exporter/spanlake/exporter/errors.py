@@ -1,11 +1,11 @@
 """spanlake's errors. They never reach instrumented user code (the exporter contains them).
 
-    SpanlakeError
-     ├── ConfigError            bad store URI, unknown scheme, bad setting
-     ├── FilterError            malformed filter_string / order_by (names the bad token)
-     ├── NotFoundError          unknown trace / experiment
-     └── StoreError             the store failed
-          └── TransientStoreError   retry later (locked database, busy table, I/O hiccup)
+SpanlakeError
+ ├── ConfigError            bad store URI, unknown scheme, bad setting
+ ├── FilterError            malformed filter_string / order_by (names the bad token)
+ ├── NotFoundError          unknown trace / experiment
+ └── StoreError             the store failed
+      └── TransientStoreError   retry later (locked database, busy table, I/O hiccup)
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover
     def normalize(attributes: Mapping[str, Any]) -> dict[str, Any]:
         return dict(attributes)
 
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 

@@ -31,7 +31,9 @@ from typing import Literal, TypeAlias
 from spanlake.exporter.errors import FilterError
 
 Value: TypeAlias = "str | int | float | bool"
-FieldKind = Literal["trace", "tag", "metadata", "model", "provider", "span", "feedback", "expectation"]
+FieldKind = Literal[
+    "trace", "tag", "metadata", "model", "provider", "span", "feedback", "expectation"
+]
 
 #: Trace-record fields: name -> "num" | "str".
 TRACE_FIELDS: dict[str, str] = {
@@ -300,7 +302,14 @@ class _Parser:
         if tok is not None and tok.kind == "op":
             self.i += 1
             return "!=" if tok.text == "<>" else tok.text
-        for words in (("NOT", "ILIKE"), ("NOT", "LIKE"), ("NOT", "IN"), ("ILIKE",), ("LIKE",), ("IN",)):
+        for words in (
+            ("NOT", "ILIKE"),
+            ("NOT", "LIKE"),
+            ("NOT", "IN"),
+            ("ILIKE",),
+            ("LIKE",),
+            ("IN",),
+        ):
             if self._kw(*words):
                 return " ".join(words)
         raise self._error("a comparison operator (=, !=, <, >, <=, >=, LIKE, ILIKE, IN)")
