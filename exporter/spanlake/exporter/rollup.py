@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+
 from spanlake.exporter.pricing import price_for
 from spanlake.exporter.records import SpanRecord, TokenUsage, TraceInfo, TraceState
 

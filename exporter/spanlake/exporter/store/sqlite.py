@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+
 from spanlake.exporter.errors import FilterError, NotFoundError, StoreError, TransientStoreError
 from spanlake.exporter.records import (
     Assessment,
