@@ -1,0 +1,82 @@
+"""OpenAI instrumentation: one CLIENT span per ``chat.completions.create``,
+``responses.create`` and ``embeddings.create`` call, sync and async, streaming or not.
+
+The SDK's resource classes are patched with ``wrapt`` (not the client constructor), so
+clients created before :meth:`OpenAIInstrumentor.instrument` are traced as well. The stream
+helpers (``chat.completions.stream``, ``responses.stream``) and ``with_raw_response`` /
+``with_streaming_response`` route through the same ``create`` and are covered by it::
+
+    from spanlake.instrumentation.openai import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import wrapt
+from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from opentelemetry.instrumentation.utils import unwrap
+
+from .._genai._peers import warn_if_peers_active
+from ._wrappers import CHAT, EMBEDDINGS, RESPONSES, Endpoint, async_wrapper, sync_wrapper
+from .package import _instruments
+
+__all__ = ["OpenAIInstrumentor"]
+
+#: ``(module, class, endpoint, is_async)`` for every patched ``create``.
+_TARGETS: tuple[tuple[str, str, Endpoint, bool], ...] = (
+    ("openai.resources.chat.completions", "Completions", CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions", CHAT, True),
+    ("openai.resources.responses", "Responses", RESPONSES, False),
+    ("openai.resources.responses", "AsyncResponses", RESPONSES, True),
+    ("openai.resources.embeddings", "Embeddings", EMBEDDINGS, False),
+    ("openai.resources.embeddings", "AsyncEmbeddings", EMBEDDINGS, True),
+)
+
+_PEERS = (
+    "opentelemetry.instrumentation.openai_v2:OpenAIInstrumentor",
+    "opentelemetry.instrumentation.openai:OpenAIInstrumentor",
+    "openinference.instrumentation.openai:OpenAIInstrumentor",
+)
+
+
+class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments the ``openai`` SDK (entry point ``spanlake_openai``)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from spanlake.instrumentation import openai as this_package
+
+        tracer = trace_api.get_tracer(
+            this_package.__name__,
+            tracer_provider=kwargs.get("tracer_provider"),
+            schema_url="https://opentelemetry.io/schemas/1.37.0",
+        )
+        warn_if_peers_active(
+            "openai",
+            peer_instrumentors=_PEERS,
+            targets=[(module, f"{cls}.create") for module, cls, _, _ in _TARGETS],
+        )
+        for module, cls, endpoint, is_async in _TARGETS:
+            factory = async_wrapper if is_async else sync_wrapper
+            try:
+                wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(tracer, endpoint))
+            except (ImportError, AttributeError):
+                continue  # an older SDK without this API: the others are still traced
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import importlib
+
+        for module, cls, _, _ in _TARGETS:
+            try:
+                unwrap(getattr(importlib.import_module(module), cls), "create")
+            except (ImportError, AttributeError):
+                continue
