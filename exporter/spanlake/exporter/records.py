@@ -12,6 +12,18 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+import orjson
+
+
+def _decode(json_text: str | None) -> Any:
+    """JSON text as a value; text that is not valid JSON (e.g. truncated) stays a string."""
+    if json_text is None:
+        return None
+    try:
+        return orjson.loads(json_text)
+    except orjson.JSONDecodeError:
+        return json_text
+
 
 class TraceState(str, Enum):
     OK = "OK"
@@ -97,6 +109,30 @@ class SpanRecord:
     def service_name(self) -> str | None:
         value = self.resource.get("service.name")
         return str(value) if value is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI/JSON contract shape (inputs/outputs decoded from JSON text)."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "name": self.name,
+            "span_type": self.span_type,
+            "kind": self.kind,
+            "start_time_ns": self.start_time_ns,
+            "end_time_ns": self.end_time_ns,
+            "status": self.status,
+            "status_message": self.status_message,
+            "inputs": _decode(self.inputs),
+            "outputs": _decode(self.outputs),
+            "model": self.model,
+            "provider": self.provider,
+            "token_usage": self.token_usage.to_dict() if self.token_usage else None,
+            "attributes": dict(self.attributes),
+            "events": [e.to_dict() for e in self.events],
+            "resource": dict(self.resource),
+            "scope": self.scope,
+        }
 
 
 @dataclass(slots=True)
@@ -193,6 +229,14 @@ class Trace:
     info: TraceInfo
     spans: list[SpanRecord]
     assessments: list[Assessment] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``spanlake traces get --format json`` shape."""
+        return {
+            "info": self.info.to_dict(),
+            "spans": [s.to_dict() for s in self.spans],
+            "assessments": [a.to_dict() for a in self.assessments],
+        }
 
 
 @dataclass(slots=True)
