@@ -11,6 +11,7 @@ writer that still cannot get the lock raises :class:`TransientStoreError`.
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import threading
 import time
@@ -273,11 +274,17 @@ class SQLiteStore(Store):
         self._experiment_ids: dict[str, int] = {}
         self._experiment_names: dict[int, str] = {}
         self._closed = False
+        self._pid = os.getpid()
         conn = self._conn()
         self._retrying(lambda: conn.executescript(_SCHEMA))
 
     # -- connections ---------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # Forked child (gunicorn, multiprocessing): never reuse the parent's handles.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
@@ -751,8 +758,6 @@ class _transaction:
 
 def open_sqlite_store(uri: StoreURI) -> SQLiteStore:
     """Factory registered for ``sqlite://`` URIs."""
-    import os
-
     directory = os.path.dirname(uri.path)
     if directory and not os.path.isdir(directory):
         from spanlake.exporter.errors import ConfigError
