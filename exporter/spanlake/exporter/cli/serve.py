@@ -1,0 +1,132 @@
+"""``spanlake serve``: run the OTLP receiver (gRPC 4317, HTTP 4318) in front of a store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from spanlake.exporter.errors import ConfigError
+
+ENV_STORE = "SPANLAKE_STORE"
+ENV_EXPERIMENT = "SPANLAKE_EXPERIMENT"
+DEFAULT_STORE = "sqlite:///spanlake.db"
+
+_EPILOG = """\
+Point any OTLP exporter at it, e.g.
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+Send `x-spanlake-experiment: NAME` (header / metadata) to choose the experiment.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        help=f"store URI (default ${ENV_STORE} or {DEFAULT_STORE})",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: any free)")
+    parser.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (0: any free)")
+    parser.add_argument("--no-grpc", action="store_true", help="do not serve OTLP/gRPC")
+    parser.add_argument("--no-http", action="store_true", help="do not serve OTLP/HTTP")
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help=f"experiment of spans that name none (default ${ENV_EXPERIMENT} or Default)",
+    )
+    parser.add_argument(
+        "--auth-token-file", help="require 'Authorization: Bearer <token in this file>'"
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate (enables TLS on both ports)")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    limits = parser.add_argument_group("limits (bounded memory)")
+    limits.add_argument(
+        "--max-request-mib", type=float, default=16, help="largest request, wire and decompressed"
+    )
+    limits.add_argument(
+        "--max-inflight-requests", type=int, default=32, help="requests worked on at once"
+    )
+    limits.add_argument(
+        "--max-inflight-mib", type=float, default=128, help="bytes of requests worked on at once"
+    )
+    limits.add_argument("--max-connections", type=int, default=256, help="open HTTP connections")
+    limits.add_argument(
+        "--retry-after", type=int, default=1, help="seconds clients are told to wait when busy"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the OTLP receiver (gRPC 4317, HTTP 4318)",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from spanlake.exporter.receiver import Receiver, ReceiverConfig
+    from spanlake.exporter.receiver._auth import load_token
+    from spanlake.exporter.store import open_store
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    mib = 1024 * 1024
+    try:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        config = ReceiverConfig(
+            host=args.host,
+            grpc_port=None if args.no_grpc else args.grpc_port,
+            http_port=None if args.no_http else args.http_port,
+            default_experiment=args.experiment or os.environ.get(ENV_EXPERIMENT) or "Default",
+            auth_token=load_token(args.auth_token_file) if args.auth_token_file else None,
+            tls_cert_file=args.tls_cert,
+            tls_key_file=args.tls_key,
+            max_request_bytes=int(args.max_request_mib * mib),
+            max_inflight_requests=args.max_inflight_requests,
+            max_inflight_bytes=int(args.max_inflight_mib * mib),
+            max_connections=args.max_connections,
+            retry_after_s=args.retry_after,
+        )
+        store = open_store(args.store or os.environ.get(ENV_STORE) or DEFAULT_STORE)
+    except (ConfigError, ValueError) as exc:
+        print(f"spanlake serve: {exc}", file=sys.stderr)
+        return 2
+    receiver = Receiver(store, config)
+    try:
+        receiver.start()
+    except OSError as exc:
+        print(f"spanlake serve: {exc}", file=sys.stderr)
+        return 1
+    scheme = "https" if config.tls_cert_file else "http"
+    parts = []
+    if receiver.grpc_port is not None:
+        parts.append(f"OTLP/gRPC {scheme}://{config.host}:{receiver.grpc_port}")
+    if receiver.http_port is not None:
+        parts.append(f"OTLP/HTTP {scheme}://{config.host}:{receiver.http_port}/v1/traces")
+    print(f"spanlake serve: {', '.join(parts)} -> {store.uri}", flush=True)
+    receiver.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m spanlake.exporter.receiver``)."""
+    parser = argparse.ArgumentParser(
+        prog="spanlake serve",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return handler(parser.parse_args(argv))
