@@ -215,13 +215,12 @@ def test_dropped_unconsumed(
 def test_in_stream_error_event(
     api: Api, client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
 ) -> None:
-    events = api.reply().events[:3] + [
-        StreamEvent(
-            "modelStreamErrorException",
-            {"message": "model crashed", "originalStatusCode": 500},
-            exception=True,
-        )
-    ]
+    error = StreamEvent(
+        "modelStreamErrorException",
+        {"message": "model crashed", "originalStatusCode": 500},
+        exception=True,
+    )
+    events = [*api.reply().events[:3], error]
     fake.enqueue(StreamReply(events))
     stream = api.call(client)[api.key]
     with pytest.raises(EventStreamError) as info:
