@@ -1,0 +1,132 @@
+"""OpenTelemetry instrumentation of the ``anthropic`` SDK (entry point ``spanlake_anthropic``).
+
+Traced: ``messages.create`` (sync/async, ``stream=True``), ``messages.parse``, the
+``messages.stream()`` helper (iteration, ``text_stream``, ``until_done``,
+``get_final_message``), ``with_raw_response`` / ``with_streaming_response``, the same on
+``beta.messages``, and every client sharing these resources (``Anthropic``,
+``AsyncAnthropic``, ``AnthropicBedrock`` -> provider ``aws.bedrock``, ``AnthropicVertex``
+-> ``gcp.vertex_ai``). Methods are patched on the SDK classes, so clients created before
+``instrument()`` are traced too.
+
+One span per call, ours: anthropic >= 2 traces itself; while instrumented we replace its
+call span for the calls above (see :mod:`._wrappers`), so the user sees exactly one LLM
+span with all our attributes, and the SDK still propagates ``traceparent`` (ours).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Collection
+from typing import Any, Final
+
+from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from spanlake.instrumentation._genai import warn_if_peers_active
+
+from ._wrappers import (
+    Switch,
+    async_create_wrapper,
+    create_wrapper,
+    native_span_wrapper,
+    stream_wrapper,
+)
+from .package import _instruments
+
+__all__ = ["AnthropicInstrumentor"]
+
+_MESSAGES: Final = "anthropic.resources.messages.messages"
+_BETA_MESSAGES: Final = "anthropic.resources.beta.messages.messages"
+_NATIVE: Final = ("anthropic._base_client", "start_api_call_span")
+
+#: (module, "Class.method", kind) for every patched SDK method.
+_TARGETS: Final = tuple(
+    (module, f"{cls}.{method}", kind)
+    for module in (_MESSAGES, _BETA_MESSAGES)
+    for cls, method, kind in (
+        ("Messages", "create", "create"),
+        ("Messages", "parse", "create"),
+        ("AsyncMessages", "create", "acreate"),
+        ("AsyncMessages", "parse", "acreate"),
+        ("Messages", "stream", "stream"),
+        ("AsyncMessages", "stream", "astream"),
+    )
+)
+
+_PEERS: Final = (
+    "opentelemetry.instrumentation.anthropic:AnthropicInstrumentor",  # OpenLLMetry / contrib
+    "openinference.instrumentation.anthropic:AnthropicInstrumentor",
+)
+
+try:
+    from importlib.metadata import version as _dist_version
+
+    __version__ = _dist_version("spanlake")
+except Exception:  # pragma: no cover - not installed as a distribution
+    __version__ = "0.0.0"
+
+
+def _resolve(module: str, path: str) -> tuple[Any, str] | None:
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    *owners, attr = path.split(".")
+    for name in owners:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return (obj, attr) if hasattr(obj, attr) else None
+
+
+class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces Anthropic SDK calls as OTel GenAI CLIENT spans.
+
+    ``AnthropicInstrumentor().instrument(tracer_provider=...)``; ``uninstrument()`` undoes it.
+    Both are idempotent.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._switch: Switch | None = None
+        self._patched: list[tuple[Any, str]] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer = trace_api.get_tracer(
+            "spanlake.instrumentation.anthropic",
+            __version__,
+            tracer_provider=kwargs.get("tracer_provider"),
+        )
+        warn_if_peers_active(
+            "anthropic",
+            peer_instrumentors=_PEERS,
+            targets=[(m, p) for m, p, _ in _TARGETS if m == _MESSAGES],
+        )
+        switch = self._switch = Switch()
+        factories = {
+            "create": lambda: create_wrapper(tracer, switch),
+            "acreate": lambda: async_create_wrapper(tracer, switch),
+            "stream": lambda: stream_wrapper(tracer, switch, is_async=False),
+            "astream": lambda: stream_wrapper(tracer, switch, is_async=True),
+        }
+        for module, path, kind in _TARGETS:
+            found = _resolve(module, path)
+            if found is not None:
+                wrap_function_wrapper(module, path, factories[kind]())
+                self._patched.append(found)
+        if _resolve(*_NATIVE) is not None:
+            wrap_function_wrapper(_NATIVE[0], _NATIVE[1], native_span_wrapper())
+            self._patched.append((importlib.import_module(_NATIVE[0]), _NATIVE[1]))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._switch is not None:
+            self._switch.active = False  # wrappers cached in SDK helpers stop tracing too
+            self._switch = None
+        for owner, attr in self._patched:
+            unwrap(owner, attr)
+        self._patched.clear()
