@@ -1,0 +1,679 @@
+"""The store logic shared by the Parquet and Delta stores, over a small table backend.
+
+Layout: five append-only tables under the store root: ``spans`` and ``traces`` (partitioned
+by ``experiment`` and UTC ``date``), ``assessments``, ``tag_overrides``, ``experiments``.
+
+Spans are the source of truth; the ``traces`` table is a materialised roll-up. Every write
+appends its new spans, then re-derives the trace row of each trace it touched from *all* the
+trace's stored spans (:func:`~spanlake.exporter.rollup.rollup`) and appends it. Several rows
+of one trace may exist; readers keep the one built from the most spans + tag overrides. That
+is always the complete one: every writer re-reads the table *after* its own spans are in, so
+the writer whose file landed last saw every span of the trace. Compaction keeps only the
+winning rows.
+
+To re-derive a trace without rescanning the lake, a store keeps the light spans (no
+attributes/events) of recently written traces (bounded LRU) and the trace ids of span files
+that appeared recently; an older trace touched again whose stored row counts more spans than
+the cache holds is re-read from the files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from spanlake.exporter.errors import FilterError, NotFoundError, StoreError, TransientStoreError
+from spanlake.exporter.records import (
+    Assessment,
+    Experiment,
+    SpanRecord,
+    Trace,
+    TraceInfo,
+    TracePage,
+)
+from spanlake.exporter.rollup import rollup
+from spanlake.exporter.store import _arrow
+from spanlake.exporter.store._query_arrow import Evaluator, order_indices
+from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store
+from spanlake.exporter.store.filter import parse_filter, parse_order_by
+
+SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS = (
+    "spans",
+    "traces",
+    "assessments",
+    "tag_overrides",
+    "experiments",
+)
+SCHEMAS: dict[str, pa.Schema] = {
+    SPANS: _arrow.SPANS_SCHEMA,
+    TRACES: _arrow.TRACES_SCHEMA,
+    ASSESSMENTS: _arrow.ASSESSMENTS_SCHEMA,
+    TAG_OVERRIDES: _arrow.TAG_OVERRIDES_SCHEMA,
+    EXPERIMENTS: _arrow.EXPERIMENTS_SCHEMA,
+}
+PARTITIONED = frozenset({SPANS, TRACES})
+
+#: Light spans kept for re-deriving trace rows (~300 bytes each).
+CACHE_MAX_SPANS = 200_000
+#: How long a span file's trace ids are remembered: a writer finishes its trace rows well
+#: within this, after which the trace rows themselves say how many spans a trace has.
+RECENT_FILE_SECONDS = 600.0
+RECENT_FILES_MAX = 5_000
+
+
+class LakeBackend(ABC):
+    """Where the tables' files live and how they are committed (Parquet dir, Delta log)."""
+
+    #: Human-readable root (path or URL) for messages.
+    location: str
+
+    @abstractmethod
+    def dataset(self, table: str) -> ds.FileSystemDataset | None:
+        """The table's current files (with partition columns), None if it has none yet."""
+
+    @abstractmethod
+    def append(self, table: str, data: pa.Table, *, txn_id: str | None = None) -> list[str] | None:
+        """Add rows atomically and durably. ``txn_id`` makes the append idempotent: an id
+        already committed is skipped. Returns the new files' paths when known (None when
+        the backend cannot tell). Raises TransientStoreError on a retryable failure."""
+
+    @abstractmethod
+    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
+        """Atomically swap files ``remove`` for ``data`` (compaction)."""
+
+    @abstractmethod
+    def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
+        """Delete unreferenced files older than the retention; returns them."""
+
+    def optimize(self) -> None:  # noqa: B027 - optional hook
+        """Backend-specific maintenance after :meth:`LakeStore.compact`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+def subset(dataset: ds.FileSystemDataset, paths: Iterable[str]) -> ds.FileSystemDataset:
+    """The dataset restricted to some files (partition columns preserved)."""
+    wanted = set(paths)
+    fragments = [f for f in dataset.get_fragments() if f.path in wanted]
+    return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
+
+def batch_txn_id(spans: Sequence[SpanRecord]) -> str:
+    """Idempotency key of a batch: the same spans give the same id, whatever their order."""
+    digest = hashlib.sha256()
+    for key in sorted(f"{s.trace_id}:{s.span_id}" for s in spans):
+        digest.update(key.encode())
+        digest.update(b"\n")
+    return "spanlake-" + digest.hexdigest()[:40]
+
+
+@dataclass
+class _Known:
+    """What this process knows of one trace: its light spans and the files they came from."""
+
+    spans: dict[str, SpanRecord] = field(default_factory=dict)
+    files: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Best:
+    basis: tuple[int, int]  # (span_count + tag overrides, computed time)
+    span_count: int
+    chunk: int
+    row: int
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"offset": offset})).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = orjson.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(offset)
+        return int(offset)
+    except Exception as exc:
+        raise FilterError(f"Invalid page_token {token!r}", token=token) from exc
+
+
+def experiment_id_for(name: str) -> str:
+    """Stable id from the name, so two processes creating one experiment agree."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+class LakeStore(Store):
+    """:class:`Store` over a :class:`LakeBackend` (see the module docstring for the design)."""
+
+    def __init__(self, backend: LakeBackend, uri: str) -> None:
+        self.backend = backend
+        self.uri = uri
+        self._lock = threading.RLock()
+        self._closed = False
+        # spans: files whose trace ids we read, recent files' trace ids, light-span LRU
+        self._span_files_seen: set[str] = set()
+        self._recent: deque[tuple[float, str, frozenset[str]]] = deque()
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._known_spans = 0
+        # traces: row chunks + the winning row per trace; materialised lazily for queries
+        self._trace_files_seen: set[str] = set()
+        self._chunks: list[pa.Table] = []
+        self._best: dict[str, _Best] = {}
+        self._materialised: pa.Table | None = None
+        # small tables, kept whole in memory
+        self._small_seen: dict[str, set[str]] = {
+            ASSESSMENTS: set(),
+            TAG_OVERRIDES: set(),
+            EXPERIMENTS: set(),
+        }
+        self._assessments: dict[str, tuple[int, Assessment]] = {}
+        self._overrides: dict[str, list[tuple[int, str, str | None]]] = {}
+        self._experiments: dict[str, Experiment] = {}
+
+    # -- helpers -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.uri} is closed")
+
+    def _new_files(self, table: str, seen: set[str]) -> ds.FileSystemDataset | None:
+        dataset = self.backend.dataset(table)
+        if dataset is None:
+            return None
+        new = [f for f in dataset.files if f not in seen]
+        if not new:
+            return None
+        seen.update(new)
+        return subset(dataset, new)
+
+    # -- experiments ---------------------------------------------------------------------
+    def _refresh_small(self, table: str) -> None:
+        new = self._new_files(table, self._small_seen[table])
+        if new is None:
+            return
+        rows = new.to_table()
+        if table == EXPERIMENTS:
+            for exp in _arrow.table_to_experiments(rows):
+                old = self._experiments.get(exp.name)
+                if old is None or exp.created_time_ms < old.created_time_ms:
+                    self._experiments[exp.name] = exp
+        elif table == ASSESSMENTS:
+            for logged, a in _arrow.table_to_assessments(rows):
+                old_a = self._assessments.get(a.assessment_id)
+                if old_a is None or logged >= old_a[0]:
+                    self._assessments[a.assessment_id] = (logged, a)
+        else:
+            for r in rows.to_pylist():
+                self._overrides.setdefault(r["trace_id"], []).append(
+                    (r["time_ns"], r["key"], r["value"])
+                )
+
+    def _ensure_experiments(self, names: Iterable[str]) -> None:
+        missing = [n for n in set(names) if n not in self._experiments]
+        if not missing:
+            return
+        self._refresh_small(EXPERIMENTS)
+        created = [
+            Experiment(experiment_id_for(n), n, int(time.time() * 1000))
+            for n in sorted(missing)
+            if n not in self._experiments
+        ]
+        if created:
+            self.backend.append(EXPERIMENTS, _arrow.experiments_to_table(created))
+            for exp in created:
+                self._experiments.setdefault(exp.name, exp)
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        with self._lock:
+            self._check_open()
+            self._guard(lambda: self._ensure_experiments([name]))
+            self._refresh_small(EXPERIMENTS)
+            return self._experiments[name]
+
+    def list_experiments(self) -> list[Experiment]:
+        with self._lock:
+            self._check_open()
+            self._guard(lambda: self._refresh_small(EXPERIMENTS))
+            return sorted(self._experiments.values(), key=lambda e: (e.created_time_ms, e.name))
+
+    # -- span bookkeeping ----------------------------------------------------------------
+    def _refresh_span_files(self) -> None:
+        """Remember the trace ids of span files written since we last looked."""
+        new = self._new_files(SPANS, self._span_files_seen)
+        now = time.monotonic()
+        if new is not None:
+            for fragment in new.get_fragments():
+                ids = fragment.to_table(columns=["trace_id"]).column("trace_id")
+                self._recent.append((now, fragment.path, frozenset(pc.unique(ids).to_pylist())))
+        while self._recent and (
+            now - self._recent[0][0] > RECENT_FILE_SECONDS or len(self._recent) > RECENT_FILES_MAX
+        ):
+            self._recent.popleft()
+
+    def _load(self, trace_ids: Iterable[str]) -> None:
+        """Make the cache hold every stored span of these traces."""
+        wanted: dict[str, set[str]] = {}  # file -> traces to read from it
+        full_scan: list[str] = []
+        for trace_id in trace_ids:
+            known = self._known.get(trace_id)
+            if known is None:
+                known = self._known[trace_id] = _Known()
+            self._known.move_to_end(trace_id)
+            for _, path, ids in self._recent:
+                if trace_id in ids and path not in known.files:
+                    wanted.setdefault(path, set()).add(trace_id)
+            best = self._best.get(trace_id)
+            if best is not None and best.span_count > len(known.spans):
+                full_scan.append(trace_id)
+        dataset = self.backend.dataset(SPANS)
+        if dataset is None:
+            return
+        if full_scan:
+            self._read_into_cache(dataset, list(dataset.files), set(full_scan))
+        by_traces: dict[frozenset[str], list[str]] = {}
+        for path, ids in wanted.items():
+            by_traces.setdefault(frozenset(ids), []).append(path)
+        for ids, paths in by_traces.items():
+            self._read_into_cache(dataset, paths, set(ids))
+
+    def _read_into_cache(self, dataset: ds.FileSystemDataset, paths: list[str], ids: set[str]) -> None:
+        part = subset(dataset, paths)
+        rows = part.to_table(
+            columns=_arrow.LIGHT_SPAN_COLUMNS,
+            filter=ds.field("trace_id").isin(sorted(ids)),
+        )
+        for span in _arrow.table_to_spans(rows, light=True):
+            known = self._known[span.trace_id]
+            if span.span_id not in known.spans:
+                known.spans[span.span_id] = span
+                self._known_spans += 1
+        for trace_id in ids:
+            self._known[trace_id].files.update(paths)
+
+    def _remember(self, spans: Sequence[SpanRecord], paths: list[str] | None) -> None:
+        for s in spans:
+            known = self._known[s.trace_id]
+            if s.span_id not in known.spans:
+                known.spans[s.span_id] = _light(s)
+                self._known_spans += 1
+        if paths is not None:
+            ids = frozenset(s.trace_id for s in spans)
+            now = time.monotonic()
+            for path in paths:
+                self._span_files_seen.add(path)
+                self._recent.append((now, path, ids))
+                for trace_id in ids:
+                    self._known[trace_id].files.add(path)
+
+    def _evict(self, keep: set[str]) -> None:
+        while self._known_spans > CACHE_MAX_SPANS and self._known:
+            trace_id = next(iter(self._known))
+            if trace_id in keep:
+                break
+            self._known_spans -= len(self._known.pop(trace_id).spans)
+
+    # -- trace rows ----------------------------------------------------------------------
+    def _add_trace_rows(self, rows: pa.Table) -> None:
+        chunk = len(self._chunks)
+        self._chunks.append(rows)
+        counts = rows.column("span_count").to_pylist()
+        overrides = rows.column("tag_override_count").to_pylist()
+        computed = rows.column("computed_time_ns").to_pylist()
+        for i, trace_id in enumerate(rows.column("trace_id").to_pylist()):
+            basis = (counts[i] + overrides[i], computed[i])
+            best = self._best.get(trace_id)
+            if best is None or basis > best.basis:
+                self._best[trace_id] = _Best(basis, counts[i], chunk, i)
+                self._materialised = None
+
+    def _refresh_traces(self) -> None:
+        new = self._new_files(TRACES, self._trace_files_seen)
+        if new is not None:
+            self._add_trace_rows(new.to_table())
+
+    def _traces_table(self) -> pa.Table:
+        """The winning row of every trace (rebuilt only after a change)."""
+        if self._materialised is not None:
+            return self._materialised
+        if not self._best:
+            table = _arrow.TRACES_SCHEMA.empty_table()
+        else:
+            per_chunk: dict[int, list[int]] = {}
+            for best in self._best.values():
+                per_chunk.setdefault(best.chunk, []).append(best.row)
+            parts = [
+                self._chunks[c].take(pa.array(sorted(rows), pa.int64()))
+                for c, rows in per_chunk.items()
+            ]
+            table = pa.concat_tables(parts).combine_chunks()
+        # Keep only the winners in memory from now on.
+        self._chunks = [table]
+        self._best = {
+            trace_id: _Best(self._best[trace_id].basis, self._best[trace_id].span_count, 0, i)
+            for i, trace_id in enumerate(table.column("trace_id").to_pylist())
+        }
+        self._materialised = table
+        return table
+
+    def _tag_overrides(self, trace_id: str) -> tuple[dict[str, str | None], int]:
+        log = sorted(self._overrides.get(trace_id, ()), key=lambda e: (e[0], e[1]))
+        return {key: value for _, key, value in log}, len(log)
+
+    def _reroll(self, trace_ids: Iterable[str]) -> None:
+        infos: list[TraceInfo] = []
+        counts: list[int] = []
+        for trace_id in sorted(trace_ids):
+            spans = list(self._known[trace_id].spans.values())
+            if not spans:
+                continue
+            overrides, n_overrides = self._tag_overrides(trace_id)
+            infos.append(rollup(spans, tag_overrides=overrides))
+            counts.append(n_overrides)
+        if not infos:
+            return
+        rows = _arrow.traces_to_table(infos, counts, time.time_ns())
+        paths = self.backend.append(TRACES, rows)
+        if paths is not None:
+            self._trace_files_seen.update(paths)
+            self._add_trace_rows(rows)
+
+    # -- writes --------------------------------------------------------------------------
+    def _guard(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except (StoreError, NotFoundError, FilterError):
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise TransientStoreError(f"{self.uri}: {exc}") from exc
+
+    def write_spans(self, spans: Sequence[SpanRecord]) -> int:
+        if not spans:
+            return 0
+        with self._lock:
+            self._check_open()
+            result: int = self._guard(lambda: self._write_spans(spans))
+            return result
+
+    def _write_spans(self, spans: Sequence[SpanRecord]) -> int:
+        batch: dict[tuple[str, str], SpanRecord] = {}
+        for s in spans:
+            batch.setdefault((s.trace_id, s.span_id), s)
+        touched = {trace_id for trace_id, _ in batch}
+        self._ensure_experiments({s.experiment for s in batch.values()})
+        self._refresh_span_files()
+        self._refresh_traces()
+        self._load(touched)
+        new = [s for (t, sid), s in batch.items() if sid not in self._known[t].spans]
+        if new:
+            paths = self.backend.append(
+                SPANS, _arrow.spans_to_table(new), txn_id=batch_txn_id(spans)
+            )
+            self._remember(new, paths)
+        # Look again: spans other processes added meanwhile must be in our roll-up.
+        self._refresh_span_files()
+        self._refresh_traces()
+        self._load(touched)
+        stale = {
+            t
+            for t in touched
+            if (best := self._best.get(t)) is None
+            or best.span_count != len(self._known[t].spans)
+            or any(s.trace_id == t for s in new)
+        }
+        self._reroll(stale)
+        self._evict(touched)
+        return len(new)
+
+    # -- tags and assessments ------------------------------------------------------------
+    def _require_trace(self, trace_id: str) -> None:
+        self._refresh_traces()
+        if trace_id not in self._best:
+            raise NotFoundError(f"trace {trace_id!r} not found in {self.uri}")
+
+    def _set_override(self, trace_id: str, key: str, value: str | None) -> None:
+        with self._lock:
+            self._check_open()
+
+            def run() -> None:
+                self._require_trace(trace_id)
+                row = {"trace_id": [trace_id], "key": [key], "value": [value], "time_ns": [time.time_ns()]}
+                self.backend.append(
+                    TAG_OVERRIDES, pa.Table.from_pydict(row, schema=_arrow.TAG_OVERRIDES_SCHEMA)
+                )
+                self._refresh_small(TAG_OVERRIDES)
+                self._refresh_span_files()
+                self._load([trace_id])
+                self._reroll([trace_id])
+
+            self._guard(run)
+
+    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
+        self._set_override(trace_id, key, str(value))
+
+    def delete_trace_tag(self, trace_id: str, key: str) -> None:
+        self._set_override(trace_id, key, None)
+
+    def log_assessment(self, assessment: Assessment) -> Assessment:
+        a = assessment
+        if not a.assessment_id:
+            a.assessment_id = uuid.uuid4().hex
+        if not a.time_ms:
+            a.time_ms = int(time.time() * 1000)
+        with self._lock:
+            self._check_open()
+
+            def run() -> None:
+                self._require_trace(a.trace_id)
+                self.backend.append(ASSESSMENTS, _arrow.assessments_to_table([a], time.time_ns()))
+                self._refresh_small(ASSESSMENTS)
+
+            self._guard(run)
+        return a
+
+    # -- reads ---------------------------------------------------------------------------
+    def _read_spans(self, columns: list[str]) -> pa.Table:
+        dataset = self.backend.dataset(SPANS)
+        if dataset is None:
+            return _arrow.SPANS_SCHEMA.empty_table().select(["trace_id", *columns])
+        return dataset.to_table(columns=["trace_id", *columns])
+
+    def _assessment_list(self) -> list[Assessment]:
+        self._refresh_small(ASSESSMENTS)
+        return [a for _, a in self._assessments.values()]
+
+    def search_traces(
+        self,
+        experiment_names: Sequence[str] | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = DEFAULT_MAX_RESULTS,
+        page_token: str | None = None,
+    ) -> TracePage:
+        node = parse_filter(filter_string)
+        order = parse_order_by(list(order_by) if order_by else None)
+        offset = _decode_token(page_token)
+        if max_results < 1:
+            raise FilterError(f"max_results must be positive, got {max_results}")
+        if experiment_names is not None and not list(experiment_names):
+            return TracePage([])
+        with self._lock:
+            self._check_open()
+            result: TracePage = self._guard(
+                lambda: self._search(experiment_names, node, order, max_results, offset)
+            )
+            return result
+
+    def _search(
+        self,
+        experiment_names: Sequence[str] | None,
+        node: Any,
+        order: tuple[tuple[str, bool], ...],
+        max_results: int,
+        offset: int,
+    ) -> TracePage:
+        self._refresh_traces()
+        table = self._traces_table()
+        if experiment_names is not None:
+            names = pa.array(list(experiment_names), pa.string())
+            table = table.filter(pc.is_in(table.column("experiment"), value_set=names))
+        if node is not None and table.num_rows:
+            self._refresh_small(TAG_OVERRIDES)
+            evaluator = Evaluator(table, self._read_spans, self._assessment_list)
+            table = table.filter(evaluator.mask(node))
+        indices = order_indices(table, order, offset + max_results + 1)
+        page = table.take(indices[offset : offset + max_results + 1])
+        infos = _arrow.table_to_infos(page.slice(0, max_results))
+        token = _encode_token(offset + max_results) if page.num_rows > max_results else None
+        return TracePage(infos, token)
+
+    def get_trace(self, trace_id: str) -> Trace:
+        trace_id = trace_id.lower()
+        with self._lock:
+            self._check_open()
+            result: Trace = self._guard(lambda: self._get_trace(trace_id))
+            return result
+
+    def _get_trace(self, trace_id: str) -> Trace:
+        self._require_trace(trace_id)
+        table = self._traces_table()
+        row = table.filter(pc.equal(table.column("trace_id"), trace_id))
+        info = _arrow.table_to_infos(row)[0]
+        dataset = self.backend.dataset(SPANS)
+        spans: dict[str, SpanRecord] = {}
+        if dataset is not None:
+            rows = dataset.to_table(filter=ds.field("trace_id") == trace_id)
+            for span in _arrow.table_to_spans(rows):
+                spans.setdefault(span.span_id, span)
+        ordered = sorted(spans.values(), key=lambda s: (s.start_time_ns, s.span_id))
+        assessments = sorted(
+            (a for a in self._assessment_list() if a.trace_id == trace_id),
+            key=lambda a: (a.time_ms, a.assessment_id),
+        )
+        return Trace(info, ordered, assessments)
+
+    def iter_spans(self, batch_size: int = 10_000) -> Iterator[list[SpanRecord]]:
+        with self._lock:
+            dataset = self.backend.dataset(SPANS)
+        if dataset is None:
+            return
+        for batch in dataset.to_batches(batch_size=batch_size):
+            yield _arrow.table_to_spans(pa.Table.from_batches([batch]))
+
+    def iter_assessments(self) -> Iterator[Assessment]:
+        with self._lock:
+            items = sorted(self._assessment_list(), key=lambda a: (a.time_ms, a.assessment_id))
+        yield from items
+
+    def count_spans(self) -> int:
+        """Span rows stored (replays removed by compaction may still count twice)."""
+        dataset = self.backend.dataset(SPANS)
+        return 0 if dataset is None else int(dataset.count_rows())
+
+    # -- maintenance ---------------------------------------------------------------------
+    def compact(self) -> dict[str, int]:
+        """Merge small files per partition, drop replayed spans and superseded trace rows.
+        Safe while writers append: only files read here are replaced."""
+        stats = {"files_before": 0, "files_after": 0}
+        with self._lock:
+            self._check_open()
+            for table in (SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS):
+                dataset = self.backend.dataset(table)
+                if dataset is None:
+                    continue
+                fragments = list(dataset.get_fragments())
+                stats["files_before"] += len(fragments)
+                groups: dict[str, list[str]] = {}
+                for fragment in fragments:
+                    groups.setdefault(str(fragment.partition_expression), []).append(fragment.path)
+                for paths in groups.values():
+                    data = subset(dataset, paths).to_table()
+                    data = _dedupe(table, data)
+                    if len(paths) > 1 or data.num_rows < subset(dataset, paths).count_rows():
+                        self.backend.replace(table, paths, data)
+                after = self.backend.dataset(table)
+                stats["files_after"] += 0 if after is None else len(after.files)
+            self.backend.optimize()
+        return stats
+
+    def vacuum(self, retention_hours: float, *, dry_run: bool = False) -> list[str]:
+        with self._lock:
+            self._check_open()
+            return self.backend.vacuum(retention_hours, dry_run=dry_run)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.backend.close()
+
+
+def _dedupe(table: str, data: pa.Table) -> pa.Table:
+    """Keep one row per key: first span per (trace_id, span_id), winning trace row, latest
+    assessment per id; override and experiment logs are kept whole."""
+    if data.num_rows == 0:
+        return data
+    if table == SPANS:
+        keyed = data.append_column("_i", pa.array(range(data.num_rows), pa.int64()))
+        first = keyed.group_by(["trace_id", "span_id"], use_threads=False).aggregate(
+            [("_i", "min")]
+        )
+        # Clustered by trace: row-group statistics then prune get_trace reads.
+        return data.take(first.column("_i_min")).sort_by(
+            [("trace_id", "ascending"), ("start_time_ns", "ascending")]
+        )
+    if table == TRACES:
+        basis = pc.add(data.column("span_count"), data.column("tag_override_count"))
+        order = pc.sort_indices(
+            pa.table({"b": basis, "c": data.column("computed_time_ns")}),
+            sort_keys=[("b", "descending"), ("c", "descending")],
+        )
+        ranked = data.take(order).append_column("_i", pa.array(range(data.num_rows), pa.int64()))
+        first = ranked.group_by("trace_id", use_threads=False).aggregate([("_i", "min")])
+        return ranked.take(first.column("_i_min")).drop_columns(["_i"])
+    if table == ASSESSMENTS:
+        order = pc.sort_indices(data, sort_keys=[("logged_time_ns", "descending")])
+        ranked = data.take(order).append_column("_i", pa.array(range(data.num_rows), pa.int64()))
+        first = ranked.group_by("assessment_id", use_threads=False).aggregate([("_i", "min")])
+        return ranked.take(first.column("_i_min")).drop_columns(["_i"])
+    return data
+
+
+def _light(s: SpanRecord) -> SpanRecord:
+    """The fields the roll-up reads (inputs/outputs only for roots: previews)."""
+    root = s.parent_span_id is None
+    return SpanRecord(
+        trace_id=s.trace_id,
+        span_id=s.span_id,
+        parent_span_id=s.parent_span_id,
+        experiment=s.experiment,
+        name=s.name,
+        span_type="",
+        kind="",
+        start_time_ns=s.start_time_ns,
+        end_time_ns=s.end_time_ns,
+        status=s.status,
+        inputs=s.inputs if root else None,
+        outputs=s.outputs if root else None,
+        model=s.model,
+        provider=s.provider,
+        token_usage=s.token_usage,
+        resource={"service.name": s.service_name} if s.service_name else {},
+        trace_tags=s.trace_tags,
+        trace_metadata=s.trace_metadata,
+        client_request_id=s.client_request_id,
+    )

@@ -1,0 +1,220 @@
+"""The filter AST (:mod:`spanlake.exporter.store.filter`) evaluated with pyarrow.compute.
+
+Semantics follow the SQLite store exactly (the shared store suite checks it): SQL null
+logic (a comparison with a missing value never matches), LIKE case-sensitive with ``%``/``_``
+and no escape character, any-span semantics for ``model``/``provider``/``span.*`` (negative
+operators mean *no* span matches), and assessments compared as SQLite compares
+``json_extract`` values (booleans are 1/0; numbers sort before text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spanlake.exporter.records import Assessment
+from spanlake.exporter.store.filter import And, Comparison, Node, Or, like_to_regex
+
+_POSITIVE = {"!=": "=", "NOT LIKE": "LIKE", "NOT ILIKE": "ILIKE", "NOT IN": "IN"}
+_SPAN_COLUMN = {
+    "name": "name",
+    "type": "span_type",
+    "model": "model",
+    "provider": "provider",
+    "status": "status",
+}
+
+#: Reads spans columns for span-level filters: (columns) -> table with ``trace_id`` + them.
+SpanReader = Callable[[list[str]], pa.Table]
+
+
+def _like_pattern(value: str) -> str:
+    # SQLite LIKE has no escape character; Arrow's treats backslash as one.
+    return value.replace("\\", "\\\\")
+
+
+def compare_array(array: pa.Array | pa.ChunkedArray, op: str, value: Any) -> pa.Array:
+    """``array op value`` as a boolean array where null (SQL unknown) is False."""
+    if op in ("IN", "NOT IN"):
+        values = pa.array(list(value), type=_value_type(array.type, value))
+        mask = pc.is_in(array, value_set=values)
+        if op == "NOT IN":
+            mask = pc.invert(mask)
+    elif op in ("LIKE", "NOT LIKE", "ILIKE", "NOT ILIKE"):
+        mask = pc.match_like(array, _like_pattern(value), ignore_case="ILIKE" in op)
+        if op.startswith("NOT"):
+            mask = pc.invert(mask)
+    else:
+        fn = {
+            "=": pc.equal,
+            "!=": pc.not_equal,
+            "<": pc.less,
+            ">": pc.greater,
+            "<=": pc.less_equal,
+            ">=": pc.greater_equal,
+        }[op]
+        mask = fn(array, value)
+    return pc.and_(pc.fill_null(mask, False), pc.is_valid(array))
+
+
+def _value_type(array_type: pa.DataType, values: Iterable[Any]) -> pa.DataType:
+    if pa.types.is_integer(array_type) and any(isinstance(v, float) for v in values):
+        return pa.float64()
+    return array_type
+
+
+def _any_element(lists: pa.ChunkedArray | pa.Array, op: str, value: Any) -> pa.Array:
+    """Per row: does any element of the list column satisfy the (positive) comparison?"""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists)
+    hit = compare_array(flat, op, value)
+    rows = pc.unique(pc.filter(parents, hit))
+    return pc.is_in(pa.array(range(len(lists)), pa.int64()), value_set=rows.cast(pa.int64()))
+
+
+def _sql_value(value: Any) -> Any:
+    """A JSON value as SQLite's ``json_extract`` hands it to SQL."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _rank(value: Any) -> int:
+    return 0 if value is None else 1 if isinstance(value, (int, float)) else 2
+
+
+def sql_compare(left: Any, op: str, right: Any) -> bool:
+    """SQLite's comparison of two SQL values (NULL never matches; numbers < text)."""
+    if left is None:
+        return False
+    if op in ("IN", "NOT IN"):
+        found = any(sql_compare(left, "=", _sql_value(v)) for v in right)
+        return found if op == "IN" else not found
+    if op in ("LIKE", "NOT LIKE", "ILIKE", "NOT ILIKE"):
+        text = left if isinstance(left, str) else _sql_text(left)
+        matched = bool(like_to_regex(right, case_insensitive="ILIKE" in op).fullmatch(text))
+        return matched if not op.startswith("NOT") else not matched
+    right = _sql_value(right)
+    lr, rr = _rank(left), _rank(right)
+    key_l: Any = left if lr == rr else lr
+    key_r: Any = right if lr == rr else rr
+    return {
+        "=": key_l == key_r,
+        "!=": key_l != key_r,
+        "<": key_l < key_r,
+        ">": key_l > key_r,
+        "<=": key_l <= key_r,
+        ">=": key_l >= key_r,
+    }[op]
+
+
+def _sql_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    return str(value)
+
+
+class Evaluator:
+    """Evaluates one filter over the materialised traces table of a lake store."""
+
+    def __init__(
+        self,
+        traces: pa.Table,
+        read_spans: SpanReader,
+        assessments: Callable[[], Sequence[Assessment]],
+    ) -> None:
+        self.traces = traces
+        self.read_spans = read_spans
+        self.assessments = assessments
+
+    def mask(self, node: Node) -> pa.Array:
+        if isinstance(node, And):
+            out = self.mask(node.items[0])
+            for item in node.items[1:]:
+                out = pc.and_(out, self.mask(item))
+            return out
+        if isinstance(node, Or):
+            out = self.mask(node.items[0])
+            for item in node.items[1:]:
+                out = pc.or_(out, self.mask(item))
+            return out
+        return self._comparison(node)
+
+    def _comparison(self, c: Comparison) -> pa.Array:
+        f = c.field
+        t = self.traces
+        if f.kind == "trace":
+            return compare_array(t.column(f.key), c.op, c.value)
+        if f.kind in ("tag", "metadata"):
+            column = t.column("tags" if f.kind == "tag" else "metadata")
+            values = pc.map_lookup(column, pa.scalar(f.key), "first")
+            return compare_array(values, c.op, c.value)
+        op = _POSITIVE.get(c.op, c.op)
+        if f.kind in ("model", "provider"):
+            hit = _any_element(t.column("models" if f.kind == "model" else "providers"), op, c.value)
+            return pc.invert(hit) if c.negative else hit
+        if f.kind == "span":
+            ids = self._span_trace_ids(f.key, f.attr, op, c.value)
+            hit = pc.is_in(t.column("trace_id"), value_set=ids)
+            return pc.invert(hit) if c.negative else hit
+        return self._assessment_mask(c, op)
+
+    def _span_trace_ids(self, key: str, attr: str, op: str, value: Any) -> pa.Array:
+        if key != "attributes":
+            column = _SPAN_COLUMN[key]
+            spans = self.read_spans([column])
+            hit = compare_array(spans.column(column), op, value)
+            return pc.unique(pc.filter(spans.column("trace_id"), hit))
+        spans = self.read_spans(["attributes"])
+        # Only rows mentioning the key can match; parse just those.
+        candidates = spans.filter(pc.match_substring(spans.column("attributes"), orjson.dumps(attr).decode()))
+        ids = set()
+        for trace_id, text in zip(
+            candidates.column("trace_id").to_pylist(),
+            candidates.column("attributes").to_pylist(),
+            strict=True,
+        ):
+            attrs = orjson.loads(text) if text else {}
+            if attr in attrs and sql_compare(_sql_value(attrs[attr]), op, value):
+                ids.add(trace_id)
+        return pa.array(sorted(ids), pa.string())
+
+    def _assessment_mask(self, c: Comparison, op: str) -> pa.Array:
+        kind = "EXPECTATION" if c.field.kind == "expectation" else "FEEDBACK"
+        named = [a for a in self.assessments() if a.kind.value == kind and a.name == c.field.key]
+        matching = {a.trace_id for a in named if sql_compare(_sql_value(a.value), op, c.value)}
+        ids = self.traces.column("trace_id")
+        hit = pc.is_in(ids, value_set=pa.array(sorted(matching), pa.string()))
+        if not c.negative:
+            return hit
+        having = pc.is_in(ids, value_set=pa.array(sorted({a.trace_id for a in named}), pa.string()))
+        return pc.and_(pc.invert(hit), having)
+
+
+def order_indices(
+    table: pa.Table, order: Sequence[tuple[str, bool]], limit: int
+) -> pa.Array:
+    """Row indices of the first ``limit`` rows in order (nulls last, then trace_id ASC)."""
+    keys: list[tuple[str, str]] = []
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {"trace_id": table.column("trace_id")}
+    for n, (name, ascending) in enumerate(order):
+        column = table.column(name)
+        columns[f"_null{n}"] = pc.is_null(column).cast(pa.int8())
+        columns[f"_key{n}"] = column
+        keys += [(f"_null{n}", "ascending"), (f"_key{n}", "ascending" if ascending else "descending")]
+    keys.append(("trace_id", "ascending"))
+    sortable = pa.table(columns)
+    if limit >= table.num_rows:
+        return pc.sort_indices(sortable, sort_keys=keys)
+    top = pc.select_k_unstable(sortable, k=limit, sort_keys=keys)
+    # select_k's output is ordered, but be explicit: sort the k rows.
+    sub = sortable.take(top)
+    return top.take(pc.sort_indices(sub, sort_keys=keys))
