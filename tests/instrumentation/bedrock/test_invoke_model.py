@@ -191,7 +191,7 @@ def test_family_bodies(
     assert outputs[0]["parts"][0]["content"].startswith("Echo:")
     assert "hello bedrock" in outputs[0]["parts"][0]["content"]
     assert outputs[0]["finish_reason"] == reason
-    if "preamble" in body or "system" in body or operation == "chat" and "mistral" in model:
+    if "preamble" in body or "system" in body or (operation == "chat" and "mistral" in model):
         assert json.loads(a["gen_ai.system_instructions"]) == [
             {"type": "text", "content": "be brief"}
         ]
