@@ -1,0 +1,399 @@
+"""Anthropic configurations of the provider-overhead bench.
+
+The SDK talks to an ``httpx2.MockTransport`` that serves canned Messages JSON and SSE bodies
+(the SSE one chunk per event, as a server would flush them), so the network is out and only
+the SDK plus the instrumentation's own work is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from _providers_common import PROMPT_MARKER, REPLY_MARKER, Setup, make_tracer_provider
+
+MODEL = "claude-sonnet-4-5"
+RESPONSE_MODEL = "claude-sonnet-4-5-20250929"
+SYSTEM = "You are a concise assistant for a travel company. Answer in two short paragraphs."
+REPLY = (
+    f"{REPLY_MARKER} Lisbon in late spring is mild and bright, with long evenings. "
+    "Walk Alfama early, before the trams fill up, then take the river ferry to Cacilhas. "
+) * 4
+DELTAS = 32  # text chunks in the streamed reply
+
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "user", "content": f"{PROMPT_MARKER} I am planning three days in Lisbon in May."},
+    {"role": "assistant", "content": "Happy to help. What do you enjoy most when travelling?"},
+    {
+        "role": "user",
+        "content": "Food, old neighbourhoods and a bit of walking. "
+        "Which areas should I prioritise, and is a day trip worth it? " * 3,
+    },
+]
+REQUEST: dict[str, Any] = {
+    "model": MODEL,
+    "max_tokens": 1024,
+    "system": SYSTEM,
+    "messages": MESSAGES,
+    "stop_sequences": ["\n\nHuman:"],
+}
+USAGE = {
+    "input_tokens": 412,
+    "output_tokens": 128,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+}
+
+CONFIGS: dict[str, str] = {
+    "baseline": "no instrumentation (SDK spans off)",
+    "ours": "spanlake AnthropicInstrumentor",
+    "openllmetry": "OpenLLMetry opentelemetry-instrumentation-anthropic",
+    "openinference": "OpenInference openinference-instrumentation-anthropic",
+    "sdk-native": "anthropic SDK native OTel spans, content mode",
+    "mlflow": "mlflow.anthropic.autolog()",
+    "floor": "hand-written minimal OTel span, same attributes + content",
+}
+#: Configurations whose cost depends on our TracerProvider's span processor.
+OTEL_CONFIGS = ("ours", "openllmetry", "openinference", "sdk-native", "floor")
+PACKAGES = {
+    "ours": "spanlake",
+    "openllmetry": "opentelemetry-instrumentation-anthropic",
+    "openinference": "openinference-instrumentation-anthropic",
+    "mlflow": "mlflow",
+    "sdk-native": "anthropic",
+}
+
+
+def _json_body() -> bytes:
+    return json.dumps(
+        {
+            "id": "msg_01BenchBenchBenchBench",
+            "type": "message",
+            "role": "assistant",
+            "model": RESPONSE_MODEL,
+            "content": [{"type": "text", "text": REPLY}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": USAGE,
+        }
+    ).encode()
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _sse_events() -> list[bytes]:
+    step = max(1, len(REPLY) // DELTAS)
+    pieces = [REPLY[i : i + step] for i in range(0, len(REPLY), step)]
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_01BenchBenchBenchBench",
+            "type": "message",
+            "role": "assistant",
+            "model": RESPONSE_MODEL,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**USAGE, "output_tokens": 1},
+        },
+    }
+    events = [
+        _sse("message_start", start),
+        _sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        _sse("ping", {"type": "ping"}),
+    ]
+    for piece in pieces:
+        events.append(
+            _sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+        )
+    events += [
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": USAGE["output_tokens"]},
+            },
+        ),
+        _sse("message_stop", {"type": "message_stop"}),
+    ]
+    return events
+
+
+def _client(stream: bool) -> Any:
+    """A real client whose transport serves one canned body (JSON or SSE) to every request."""
+    import anthropic
+    import httpx2
+
+    headers = {"request-id": "req_bench"}
+    if stream:
+        events = _sse_events()
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            return httpx2.Response(
+                200,
+                headers={**headers, "content-type": "text/event-stream"},
+                content=iter(events),
+            )
+    else:
+        body = _json_body()
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            return httpx2.Response(
+                200, headers={**headers, "content-type": "application/json"}, content=body
+            )
+
+    return anthropic.Anthropic(
+        api_key="sk-ant-bench",
+        base_url="https://api.anthropic.com",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
+
+
+def env_for(config: str) -> dict[str, str]:
+    """Environment of a configuration's worker: content capture on everywhere it can be."""
+    env = {
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY",
+        "TRACELOOP_TRACE_CONTENT": "true",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "",
+    }
+    if config == "sdk-native":
+        env["ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE"] = "content"
+    elif config != "ours":
+        # Ours runs with the SDK's default settings, as a user would have them: if it keeps
+        # the native span, that cost is ours too.
+        env["ANTHROPIC_OPEN_TELEMETRY"] = "false"
+    return env
+
+
+def build(config: str, processor: str) -> Setup:
+    """Instrument (or not) as ``config`` says and return the calls to time."""
+    provider, exporter = make_tracer_provider(processor)
+    flush: Callable[[], None] = lambda: None  # noqa: E731
+    check_extra: Callable[[], dict[str, Any]] = dict
+    info: dict[str, Any] = {}
+
+    if config == "ours":
+        from spanlake.instrumentation.anthropic import AnthropicInstrumentor as Ours
+
+        Ours().instrument(tracer_provider=provider)
+    elif config == "openllmetry":
+        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Ollm
+
+        Ollm().instrument(tracer_provider=provider)
+    elif config == "openinference":
+        from openinference.instrumentation.anthropic import AnthropicInstrumentor as Oinf
+
+        Oinf().instrument(tracer_provider=provider)
+    elif config == "mlflow":
+        flush, check_extra = _mlflow_setup()
+    elif config not in ("baseline", "sdk-native", "floor"):
+        raise ValueError(f"unknown config {config!r}")
+
+    sync_client = _client(stream=False)
+    stream_client = _client(stream=True)
+
+    if config == "floor":
+        sync_call, stream_call = _floor_calls(provider, sync_client, stream_client)
+    else:
+
+        def sync_call() -> object:
+            return sync_client.messages.create(**REQUEST)
+
+        def stream_call() -> object:
+            last = None
+            for event in stream_client.messages.create(**REQUEST, stream=True):
+                last = event
+            return last
+
+    def full_flush() -> None:
+        provider.force_flush()
+        flush()
+
+    def check() -> dict[str, Any]:
+        out = exporter.take()
+        out.update(check_extra())
+        return out
+
+    def end_warmup() -> None:
+        exporter.sniff = False
+
+    info["versions"] = _versions(config)
+    return Setup(
+        calls={"sync": sync_call, "stream": stream_call},
+        flush=full_flush,
+        check=check,
+        end_warmup=end_warmup,
+        info=info,
+    )
+
+
+def _versions(config: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["anthropic", "httpx2", "opentelemetry-sdk"]
+    if config in PACKAGES:
+        names.append(PACKAGES[config])
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "?"
+    return out
+
+
+def _mlflow_setup() -> tuple[Callable[[], None], Callable[[], dict[str, Any]]]:
+    import mlflow
+
+    tmp = tempfile.mkdtemp(prefix="bench-mlflow-")
+    # MLflow puts trace artifacts under ./mlruns: keep them out of the caller's directory.
+    os.chdir(tmp)
+    mlflow.set_tracking_uri(f"sqlite:///{os.path.join(tmp, 'mlflow.db')}")
+    mlflow.set_experiment("bench-providers")
+    mlflow.anthropic.autolog()
+
+    def flush() -> None:
+        flush_async = getattr(mlflow, "flush_trace_async_logging", None)
+        if flush_async is not None:
+            flush_async()
+
+    def check() -> dict[str, Any]:
+        trace_id = mlflow.get_last_active_trace_id()
+        if trace_id is None:
+            return {"mlflow_trace": False}
+        trace = mlflow.get_trace(trace_id)
+        text = repr([s.to_dict() for s in trace.data.spans]) if trace else ""
+        return {
+            "mlflow_trace": True,
+            "spans": len(trace.data.spans) if trace else 0,
+            "prompt_seen": PROMPT_MARKER in text,
+            "reply_seen": REPLY_MARKER in text,
+            "per_trace": True,
+        }
+
+    return flush, check
+
+
+def _floor_calls(
+    provider: Any, sync_client: Any, stream_client: Any
+) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The least a hand-written span can do: the same attributes and content, nothing else."""
+    import time
+
+    import orjson
+    from opentelemetry.trace import SpanKind
+
+    tracer = provider.get_tracer("bench.floor")
+    model = REQUEST["model"]
+    base_attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": model,
+        "server.address": "api.anthropic.com",
+        "server.port": 443,
+        "gen_ai.request.max_tokens": REQUEST["max_tokens"],
+        "gen_ai.request.stop_sequences": REQUEST["stop_sequences"],
+        "spanlake.span.type": "CHAT_MODEL",
+    }
+
+    def request_content(kwargs: dict[str, Any]) -> dict[str, str]:
+        msgs = [
+            {"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}
+            for m in kwargs["messages"]
+        ]
+        return {
+            "gen_ai.input.messages": orjson.dumps(msgs).decode(),
+            "gen_ai.system_instructions": orjson.dumps(
+                [{"type": "text", "content": kwargs["system"]}]
+            ).decode(),
+        }
+
+    def sync_call() -> object:
+        with tracer.start_as_current_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes={**base_attrs, "gen_ai.request.stream": False},
+        ) as span:
+            span.set_attributes(request_content(REQUEST))
+            msg = sync_client.messages.create(**REQUEST)
+            parts = [{"type": "text", "content": b.text} for b in msg.content if b.type == "text"]
+            span.set_attributes(
+                {
+                    "gen_ai.response.id": msg.id,
+                    "gen_ai.response.model": msg.model,
+                    "gen_ai.response.finish_reasons": [msg.stop_reason or ""],
+                    "gen_ai.usage.input_tokens": msg.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": msg.usage.output_tokens,
+                    "gen_ai.output.messages": orjson.dumps(
+                        [{"role": "assistant", "parts": parts, "finish_reason": msg.stop_reason}]
+                    ).decode(),
+                }
+            )
+            return msg
+
+    def stream_call() -> object:
+        start = time.time_ns()
+        span = tracer.start_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes={**base_attrs, "gen_ai.request.stream": True},
+            start_time=start,
+        )
+        span.set_attributes(request_content(REQUEST))
+        texts: list[str] = []
+        attrs: dict[str, Any] = {}
+        index = 0
+        last = None
+        for event in _iter(stream_client.messages.create(**REQUEST, stream=True)):
+            last = event
+            if index == 0:
+                attrs["gen_ai.response.time_to_first_chunk"] = (time.time_ns() - start) / 1e9
+            kind = event.type
+            chunk: dict[str, Any] = {"index": index}
+            index += 1
+            if kind == "content_block_delta" and event.delta.type == "text_delta":
+                texts.append(event.delta.text)
+                chunk["content"] = event.delta.text
+            elif kind == "message_start":
+                attrs["gen_ai.response.id"] = event.message.id
+                attrs["gen_ai.response.model"] = event.message.model
+                attrs["gen_ai.usage.input_tokens"] = event.message.usage.input_tokens
+            elif kind == "message_delta":
+                attrs["gen_ai.response.finish_reasons"] = [event.delta.stop_reason or ""]
+                attrs["gen_ai.usage.output_tokens"] = event.usage.output_tokens
+            # One event per chunk, as ours records chunk arrival (index + text delta).
+            span.add_event("gen_ai.chunk", chunk)
+        attrs["gen_ai.output.messages"] = orjson.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": "".join(texts)}]}]
+        ).decode()
+        span.set_attributes(attrs)
+        span.end()
+        return last
+
+    return sync_call, stream_call
+
+
+def _iter(stream: Any) -> Iterator[Any]:
+    yield from stream
