@@ -20,6 +20,7 @@ import json
 import queue
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -204,6 +205,15 @@ def _pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-request is a test scenario, not a server bug."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     """The server: ``base_url`` for the SDK, ``script()`` to queue replies, ``requests`` seen."""
 
@@ -212,8 +222,7 @@ class FakeOpenAI:
         self._replies: queue.SimpleQueue[Reply] = queue.SimpleQueue()
         self._ids = itertools.count(1)
         handler = type("_Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self.port: int = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(
@@ -245,6 +254,10 @@ class FakeOpenAI:
             return self._replies.get_nowait()
         except queue.Empty:
             return None
+
+    def reset_ids(self) -> None:
+        """Restart generated ids, so two identical runs produce identical payloads."""
+        self._ids = itertools.count(1)
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
@@ -279,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
                         "invalid_request_error",
                     )
                 )
+            if path.startswith("/openai/deployments/"):
+                # Azure OpenAI: /openai/deployments/{deployment}/{operation}
+                path = "/v1/" + path.split("/", 4)[-1]
             route = {
                 "/v1/chat/completions": self._chat,
                 "/v1/responses": self._responses,
@@ -297,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
     # --- helpers --------------------------------------------------------------------------
     def _check_auth(self) -> None:
         auth = self.headers.get("authorization", "")
+        if self.headers.get("api-key"):  # Azure OpenAI's key header
+            return
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise _Invalid(
                 ErrorReply(
