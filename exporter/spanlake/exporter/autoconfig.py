@@ -22,7 +22,7 @@ from opentelemetry.environment_variables import (
     OTEL_METRICS_EXPORTER,
     OTEL_TRACES_EXPORTER,
 )
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 _logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ def drop_missing_exporters() -> None:
             os.environ[var] = ",".join(kept) or "none"
 
 
-class SpanlakeConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class SpanlakeConfigurator(_OTelSDKConfigurator):
     """The SDK configurator, tolerant of exporter names that are not installed."""
 
     def _configure(self, **kwargs: Any) -> None:
         drop_missing_exporters()
         os.environ.setdefault(OTEL_TRACES_EXPORTER, "spanlake")
-        super()._configure(**kwargs)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
