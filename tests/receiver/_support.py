@@ -112,3 +112,121 @@ def otlp_exporter(protocol: str, port: int, **kwargs: Any) -> Any:
     )
 
     return HTTPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces", **kwargs)
+
+
+def otlp_json(request: Any) -> dict[str, Any]:
+    """An ExportTraceServiceRequest as OTLP/JSON (hex ids, as the OTLP spec says), built
+    from protobuf's canonical JSON mapping (which would put base64 ids)."""
+    import base64
+
+    from google.protobuf.json_format import MessageToDict
+
+    doc: dict[str, Any] = MessageToDict(request)
+
+    def fix(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    fix(value)
+        elif isinstance(node, list):
+            for item in node:
+                fix(item)
+
+    fix(doc)
+    return doc
+
+
+class BlockingStore(MemoryStore):
+    """Holds every write until ``release`` is set (to fill the in-flight gate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def write_spans(self, spans: Sequence[SpanRecord]) -> int:
+        self.entered.set()
+        self.release.wait(30)
+        return super().write_spans(spans)
+
+
+def simple_request(n: int = 3, seed: int = 1, name: str = "span") -> Any:
+    """A small ExportTraceServiceRequest with ``n`` valid spans (names ``{name}-{i}``)."""
+    import random
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    rng = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.add(key="service.name", value=AnyValue(string_value="svc"))
+    ss = rs.scope_spans.add()
+    trace_id = rng.getrandbits(128).to_bytes(16, "big")
+    for i in range(n):
+        span = ss.spans.add(
+            trace_id=trace_id,
+            span_id=rng.getrandbits(64).to_bytes(8, "big"),
+            name=f"{name}-{i}",
+            start_time_unix_nano=1_700_000_000_000_000_000 + i,
+            end_time_unix_nano=1_700_000_000_000_000_500 + i,
+        )
+        span.attributes.add(key="gen_ai.request.model", value=AnyValue(string_value="m"))
+    return req
+
+
+def post(
+    port: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/traces",
+    method: str = "POST",
+    tls_context: Any = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request (no retries): status, lower-cased headers, body."""
+    import http.client
+
+    conn: http.client.HTTPConnection
+    if tls_context is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=tls_context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        all_headers = {"Content-Type": "application/x-protobuf"}
+        all_headers.update(headers or {})
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        return (
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        conn.close()
+
+
+def grpc_export(
+    port: int,
+    body: bytes,
+    metadata: tuple[tuple[str, str], ...] = (),
+    credentials: Any = None,
+    compression: Any = None,
+) -> Any:
+    """One raw gRPC Export call (no retries); returns the response bytes or raises
+    grpc.RpcError."""
+    import grpc
+
+    target = f"127.0.0.1:{port}"
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    if credentials is not None:
+        options.append(("grpc.ssl_target_name_override", "localhost"))
+        channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    with channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        return export(body, metadata=metadata, timeout=30, compression=compression)
