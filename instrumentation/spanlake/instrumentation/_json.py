@@ -21,6 +21,7 @@ DEFAULT_MAX_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _MAX_DEPTH = 64
 _TRUNCATION_MARK = "...[truncated]"
+_MAX_REPR = 500
 
 
 def _default(obj: Any) -> Any:
@@ -42,9 +43,17 @@ def _default(obj: Any) -> Any:
         return tolist()
     if isinstance(obj, Mapping):
         return dict(obj)
-    if hasattr(obj, "__dict__") and not isinstance(obj, type):
-        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-    return repr(obj)
+    # Never walk an arbitrary object's __dict__: SDK clients, sessions and connections keep
+    # API keys and auth headers there. Their (capped) repr is what MLflow records too.
+    return _capped_repr(obj)
+
+
+def _capped_repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__qualname__}>"
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + _TRUNCATION_MARK
 
 
 def _bytes_repr(data: bytes) -> str:
