@@ -15,7 +15,7 @@ import pytest
 from fakes.bedrock_server import FakeBedrock, JsonReply
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-tracing = pytest.importorskip("spanlake.tracing")
+pytest.importorskip("spanlake.tracing")
 
 MODEL_ID = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 TOOLS = [
@@ -42,7 +42,7 @@ TOOLS = [
 
 def build_agent(bedrock: Any) -> Any:
     """Seed 000's agent, verbatim but for the decorator's import."""
-    trace, SpanType = tracing.trace, tracing.SpanType
+    from spanlake.tracing import SpanType, trace
 
     @trace(span_type=SpanType.TOOL)
     def get_weather(city: str) -> str:

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from spanlake.instrumentation.bedrock import BedrockInstrumentor
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "toolSpec": {
             "name": "get_weather",

@@ -57,7 +57,7 @@ class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         from botocore.client import BaseClient
 
-        if not _is_ours(BaseClient.__dict__.get("_make_api_call")):
+        if not _in_chain(BaseClient.__dict__.get("_make_api_call")):
             wrapt.wrap_function_wrapper(*_TARGET, _patch.make_api_call_wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -71,9 +71,22 @@ class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         # with no tracer, passes every call straight through.
 
 
+_PROXY_BASE: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+
+
 def _is_ours(attr: Any) -> bool:
-    proxy_base: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
     return (
-        isinstance(attr, proxy_base)
+        isinstance(attr, _PROXY_BASE)
         and getattr(attr, "_self_wrapper", None) is _patch.make_api_call_wrapper
     )
+
+
+def _in_chain(attr: Any) -> bool:
+    """Whether our wrapper is anywhere in a chain of wrapt wrappers (a peer may sit on top)."""
+    for _ in range(32):
+        if _is_ours(attr):
+            return True
+        if not isinstance(attr, _PROXY_BASE):
+            return False
+        attr = attr.__wrapped__
+    return False

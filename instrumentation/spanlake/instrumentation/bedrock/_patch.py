@@ -19,7 +19,6 @@ from opentelemetry import trace as trace_api
 from spanlake.instrumentation._genai import (
     ContentConfig,
     Invocation,
-    SyncStreamProxy,
     content_config,
     safe_invoke,
 )
@@ -28,7 +27,7 @@ from spanlake.semconv import gen_ai
 
 from . import _converse
 from ._families import ModelFamily, family_for
-from ._streams import ConverseAccumulator, InvokeAccumulator
+from ._streams import ConverseAccumulator, EventStreamProxy, InvokeAccumulator
 from ._types import Request, Response, Usage
 
 _logger = logging.getLogger("spanlake.instrumentation")
@@ -124,7 +123,7 @@ def _proxy(inv: Invocation, result: Any, key: str, accumulator: Any) -> None:
         request_id = _request_id(result)
         if request_id:
             inv.span.set_attribute(AWS_REQUEST_ID, request_id)
-        result[key] = SyncStreamProxy(result[key], inv, accumulator)
+        result[key] = EventStreamProxy(result[key], inv, accumulator)
     except Exception:
         _logger.debug("spanlake could not proxy the Bedrock stream", exc_info=True)
         inv.finish()

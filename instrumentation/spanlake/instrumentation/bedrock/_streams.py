@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from spanlake.instrumentation._genai import Response as CoreResponse
+from spanlake.instrumentation._genai import SyncStreamProxy
 
 from . import _converse
 from ._families import ModelFamily
@@ -65,3 +66,15 @@ class InvokeAccumulator:
 
     def response(self) -> CoreResponse:
         return self._agg.build().to_core(content=self._content)
+
+
+class EventStreamProxy(SyncStreamProxy):
+    """The core's stream proxy, but ``with`` fails exactly as on botocore's ``EventStream``
+    (a ``TypeError``) as long as that class is no context manager."""
+
+    def __enter__(self) -> EventStreamProxy:
+        if not hasattr(self.__wrapped__, "__enter__"):
+            name = type(self.__wrapped__).__name__
+            raise TypeError(f"'{name}' object does not support the context manager protocol")
+        super().__enter__()
+        return self
