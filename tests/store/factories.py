@@ -16,6 +16,7 @@ from spanlake.exporter.records import SpanEvent, SpanRecord, TokenUsage
 
 BASE_NS = 1_700_000_000_000_000_000
 MODELS = [("gpt-4o", "openai"), ("claude-sonnet-4", "anthropic"), ("gemini-2.0-flash", "gcp.gemini")]
+PROVIDERS = dict(MODELS)
 RESOURCE = {"service.name": "support-bot", "telemetry.sdk.language": "python"}
 
 
@@ -74,7 +75,7 @@ def make_trace(
     spans = [root]
     t = start + 1_000_000
     for call in range(llm_calls):
-        m, provider = MODELS[(n + call) % len(MODELS)] if model is None else (model, "openai")
+        m, provider = MODELS[(n + call) % len(MODELS)] if model is None else (model, PROVIDERS.get(model, "openai"))
         usage = TokenUsage(tokens, tokens // 4, tokens + tokens // 4, tokens // 10, 0, 0)
         messages = [
             {"role": "system", "content": "You are a helpful support agent. " * 8},

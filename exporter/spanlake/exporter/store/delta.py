@@ -1,0 +1,203 @@
+"""The Delta Lake store: the same five tables as Delta tables (deltalake / delta-rs).
+
+``delta:///rel/dir``, ``delta:////abs/dir`` or an object store (``delta+s3://bucket/prefix``,
+``delta+gs://``, ``delta+az://``, credentials from the usual env vars, e.g. ``AWS_REGION``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``). Each table
+(``spans``, ``traces``, ``assessments``, ``tag_overrides``, ``experiments``) is a Delta table
+readable by Spark/Databricks, Polars, DuckDB (through Arrow) and pyarrow.
+
+Appends carry an application transaction id derived from the batch's span keys, so a
+retried batch that was in fact committed is skipped. delta-rs commits can conflict when
+several processes append at once; a conflicting commit is retried with jittered backoff,
+and only after that fails is :class:`TransientStoreError` raised (nothing committed).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from spanlake.exporter.errors import ConfigError, StoreError, TransientStoreError
+from spanlake.exporter.store._lake import PARTITIONED, LakeBackend, LakeStore
+from spanlake.exporter.store.uri import StoreURI
+
+try:
+    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the delta store needs 'deltalake' (pip install 'spanlake[lake]')") from exc
+
+#: Commit attempts (each with delta-rs's own retries) before giving up on a write.
+COMMIT_ATTEMPTS = 12
+_BACKEND_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfss": "abfss"}
+_ENV_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_")
+
+
+def storage_options_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Object-store settings from the usual env vars (``AWS_REGION`` -> ``aws_region``)."""
+    env = os.environ if environ is None else environ
+    return {k.lower(): v for k, v in env.items() if k.startswith(_ENV_PREFIXES) and v}
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(
+        word in text
+        for word in ("conflict", "already exists", "version", "concurrent", "commit", "timed out")
+    )
+
+
+class DeltaBackend(LakeBackend):
+    """Tables as Delta tables under one root URI."""
+
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.location = self.root
+        self.storage_options = storage_options or None
+        self._tables: dict[str, DeltaTable] = {}
+        self._datasets: dict[str, tuple[int, ds.FileSystemDataset]] = {}
+        self._writer = WriterProperties(compression="ZSTD")
+
+    def table_uri(self, table: str) -> str:
+        return f"{self.root}/{table}"
+
+    def _table(self, table: str) -> DeltaTable | None:
+        dt = self._tables.get(table)
+        try:
+            if dt is None:
+                dt = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
+                self._tables[table] = dt
+            else:
+                dt.update_incremental()
+        except TableNotFoundError:
+            return None
+        return dt
+
+    def dataset(self, table: str) -> ds.FileSystemDataset | None:
+        dt = self._table(table)
+        if dt is None:
+            return None
+        version = dt.version()
+        cached = self._datasets.get(table)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        dataset = dt.to_pyarrow_dataset()
+        assert isinstance(dataset, ds.FileSystemDataset)
+        if not dataset.files:
+            return None
+        self._datasets[table] = (version, dataset)
+        return dataset
+
+    def _commit(self, fn: Any) -> None:
+        """Run a commit, retrying conflicts with jittered exponential backoff."""
+        delay = 0.01
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                fn()
+                return
+            except (DeltaError, OSError) as exc:
+                if attempt == COMMIT_ATTEMPTS - 1 or not (
+                    isinstance(exc, OSError) or _transient(exc)
+                ):
+                    if isinstance(exc, OSError) or _transient(exc):
+                        raise TransientStoreError(
+                            f"Delta commit to {self.root} failed after {attempt + 1} attempts: {exc}"
+                        ) from exc
+                    raise StoreError(f"Delta commit to {self.root} failed: {exc}") from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+    def append(self, table: str, data: pa.Table, *, txn_id: str | None = None) -> list[str] | None:
+        committed: list[bool] = []
+
+        def run() -> None:
+            dt = self._table(table)
+            if txn_id is not None and dt is not None and dt.transaction_version(txn_id) is not None:
+                committed.append(True)  # a retried batch: already in the table
+                return
+            write_deltalake(
+                dt if dt is not None else self.table_uri(table),
+                data,
+                partition_by=["experiment", "date"] if table in PARTITIONED else None,
+                mode="append",
+                storage_options=self.storage_options if dt is None else None,
+                writer_properties=self._writer,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(txn_id, 1)] if txn_id else None,
+                    max_commit_retries=20,
+                ),
+            )
+
+        self._commit(run)
+        return [] if committed else None
+
+    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
+        """Rewrite the partition the files belong to (whole table when unpartitioned).
+        A concurrent append into it makes the commit conflict and retry: nothing is lost."""
+        if data is None or data.num_rows == 0:
+            return
+        predicate = None
+        if table in PARTITIONED:
+            experiment = data.column("experiment")[0].as_py()
+            date = data.column("date")[0].as_py()
+            predicate = f"experiment = {_sql_str(experiment)} AND date = {_sql_str(date)}"
+
+        def run() -> None:
+            dt = self._table(table)
+            assert dt is not None
+            write_deltalake(
+                dt,
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                writer_properties=self._writer,
+            )
+
+        self._commit(run)
+
+    def optimize(self) -> None:
+        for table in ("spans", "traces"):
+            dt = self._table(table)
+            if dt is not None:
+                self._commit(lambda dt=dt: dt.optimize.compact())
+
+    def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
+        removed: list[str] = []
+        for table in ("spans", "traces", "assessments", "tag_overrides", "experiments"):
+            dt = self._table(table)
+            if dt is None:
+                continue
+            files = dt.vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=dry_run,
+                enforce_retention_duration=False,  # checked by the caller (safeguard)
+            )
+            removed.extend(f"{table}/{f}" for f in files)
+        return sorted(removed)
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_delta_store(uri: StoreURI) -> LakeStore:
+    """Factory registered for ``delta://`` and ``delta+<backend>://`` URIs."""
+    if uri.backend is not None:
+        scheme = _BACKEND_SCHEMES.get(uri.backend)
+        if scheme is None:
+            known = ", ".join(sorted(_BACKEND_SCHEMES))
+            raise ConfigError(f"Unknown object store {uri.backend!r} in {uri.raw!r}; known: {known}")
+        return LakeStore(
+            DeltaBackend(f"{scheme}://{uri.path}", storage_options_from_env()), uri.raw
+        )
+    parent = os.path.dirname(uri.path.rstrip(os.sep))
+    if parent and not os.path.isdir(parent):
+        raise ConfigError(f"Parent directory of Delta store {uri.raw!r} does not exist: {parent}")
+    os.makedirs(uri.path, exist_ok=True)
+    return LakeStore(DeltaBackend(uri.path), uri.raw)
