@@ -535,8 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
             "created_at": _CREATED,
             "status": reply.status,
             "background": False,
-            "error": None,
-            "incomplete_details": None,
+            "error": {"code": "server_error", "message": "The model failed."}
+            if reply.status == "failed"
+            else None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if reply.status == "incomplete"
+            else None,
             "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"),
             "model": reply.model or f"{body['model']}-2025-01-01",
@@ -650,8 +654,7 @@ class _Handler(BaseHTTPRequestHandler):
                     arguments=item["arguments"],
                 )
             emit("response.output_item.done", output_index=index, item=item)
-        final = "response.completed" if response["status"] == "completed" else "response.incomplete"
-        emit(final, response=response)
+        emit(f"response.{response['status']}", response=response)
         return events
 
     # --- /embeddings -----------------------------------------------------------------------------

@@ -86,6 +86,11 @@ def _finish(endpoint: Endpoint, inv: Invocation, result: Any) -> None:
     inv.finish(safe_invoke(endpoint.result, inv, result))
 
 
+def _parsed_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request seen from the parsed body: same ``stream`` flag, no raw-response marker."""
+    return {"stream": kwargs.get("stream")}
+
+
 def _sync_result(
     endpoint: Endpoint, inv: Invocation, kwargs: Mapping[str, Any], result: Any
 ) -> Any:
@@ -93,7 +98,10 @@ def _sync_result(
     raw_mode = _raw.mode(kwargs)
     if raw_mode is not None:
         return _raw.observe_sync(
-            raw_mode, inv, result, lambda parsed: _sync_result(endpoint, inv, {}, parsed)
+            raw_mode,
+            inv,
+            result,
+            lambda parsed: _sync_result(endpoint, inv, _parsed_kwargs(kwargs), parsed),
         )
     if endpoint.accumulator is not None and kwargs.get("stream") is True:
         accumulator = safe_invoke(endpoint.accumulator, inv)
@@ -113,7 +121,10 @@ def _async_result(
     raw_mode = _raw.mode(kwargs)
     if raw_mode is not None:
         return _raw.observe_async(
-            raw_mode, inv, result, lambda parsed: _async_result(endpoint, inv, {}, parsed)
+            raw_mode,
+            inv,
+            result,
+            lambda parsed: _async_result(endpoint, inv, _parsed_kwargs(kwargs), parsed),
         )
     if endpoint.accumulator is not None and kwargs.get("stream") is True:
         accumulator = safe_invoke(endpoint.accumulator, inv)
