@@ -40,7 +40,7 @@ def original() -> Iterator[Any]:
     saved = BaseClient.__dict__["_make_api_call"]
     _peers.reset_warnings()
     yield saved
-    BaseClient._make_api_call = saved  # type: ignore[method-assign]
+    BaseClient._make_api_call = saved
     _peers.reset_warnings()
 
 

@@ -88,5 +88,5 @@ def _in_chain(attr: Any) -> bool:
             return True
         if not isinstance(attr, _PROXY_BASE):
             return False
-        attr = attr.__wrapped__
+        attr = getattr(attr, "__wrapped__", None)
     return False
