@@ -379,10 +379,15 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self._replies: queue.SimpleQueue[Reply | ErrorReply] = queue.SimpleQueue()
         self._resume = threading.Event()
+        #: Set while a stream is held by ``pause_after`` (the rest of it is not sent yet).
+        self.paused = threading.Event()
+        self.pause_timeout = _PAUSE_TIMEOUT_S
         self.received: list[Received] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -408,8 +413,12 @@ class FakeAnthropic:
         self._resume.set()
 
     def wait_resume(self) -> None:
-        self._resume.wait(_PAUSE_TIMEOUT_S)
-        self._resume.clear()
+        self.paused.set()
+        try:
+            self._resume.wait(self.pause_timeout)
+        finally:
+            self.paused.clear()
+            self._resume.clear()
 
     def start(self) -> FakeAnthropic:
         self._thread.start()
