@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 import wrapt
 from fakes.openai_server import (
@@ -19,6 +20,7 @@ from fakes.openai_server import (
     server_error,
 )
 from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -492,3 +494,67 @@ def test_no_span_leaks_into_the_app_context_after_the_call(
 ) -> None:
     client.chat.completions.create(model="gpt-4o", messages=USER)
     assert not trace_api.get_current_span().get_span_context().is_valid
+
+
+# --- structured outputs, entry point, peers ---------------------------------------------------
+class City(pydantic.BaseModel):
+    city: str
+
+
+def test_parse_structured_output(
+    client: openai.OpenAI, fake: FakeOpenAI, one_span: Callable[[], ReadableSpan]
+) -> None:
+    fake.script(ChatReply(text='{"city": "Paris"}'))
+    parsed = client.chat.completions.parse(model="gpt-4o", messages=USER, response_format=City)
+    assert parsed.choices[0].message.parsed == City(city="Paris")
+    a = attrs(one_span())
+    assert a["gen_ai.output.type"] == "json"
+    assert a["gen_ai.response.id"] == parsed.id
+    assert json.loads(a["gen_ai.output.messages"])[0]["parts"] == [
+        {"type": "text", "content": '{"city": "Paris"}'}
+    ]
+
+
+async def test_async_responses_parse_structured_output(
+    aclient: openai.AsyncOpenAI, fake: FakeOpenAI, one_span: Callable[[], ReadableSpan]
+) -> None:
+    from fakes.openai_server import ResponsesReply
+
+    fake.script(ResponsesReply(text='{"city": "Rome"}'))
+    parsed = await aclient.responses.parse(model="gpt-4.1", input="where?", text_format=City)
+    assert parsed.output_parsed == City(city="Rome")
+    a = attrs(one_span())
+    assert a["gen_ai.output.type"] == "json"
+    assert a["gen_ai.response.id"] == parsed.id
+
+
+def test_entry_point_loads_the_instrumentor() -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = entry_points(group="opentelemetry_instrumentor", name="spanlake_openai")
+    assert ep.load() is OpenAIInstrumentor
+    assert OpenAIInstrumentor().instrumentation_dependencies() == ("openai >= 1.66.0",)
+
+
+def test_warns_when_a_peer_already_wrapped_the_sdk(
+    tracer_provider: TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    from openai.resources.embeddings import Embeddings
+
+    from spanlake.instrumentation._genai._peers import reset_warnings
+
+    def peer(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    reset_warnings()
+    wrapt.wrap_function_wrapper("openai.resources.embeddings", "Embeddings.create", peer)
+    instrumentor = OpenAIInstrumentor()
+    try:
+        with caplog.at_level("WARNING", logger="spanlake.instrumentation"):
+            instrumentor.instrument(tracer_provider=tracer_provider)
+        assert any("Embeddings.create" in r.getMessage() for r in caplog.records)
+    finally:
+        instrumentor.uninstrument()
+        unwrap(Embeddings, "create")  # the peer's wrapper
+        reset_warnings()
+    assert not isinstance(Embeddings.__dict__["create"], wrapt.ObjectProxy)

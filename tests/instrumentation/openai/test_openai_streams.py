@@ -509,3 +509,18 @@ async def test_async_responses_stream_helper(
         final = await stream.get_final_response()
     assert final.output_text == TEXT
     assert output_text(ended_once(instrumented, "exhausted")) == TEXT
+
+
+def test_stream_helper_left_early_ends_once_when_dropped(
+    client: openai.OpenAI, fake: FakeOpenAI, instrumented: InMemorySpanExporter
+) -> None:
+    """The helper closes the HTTP response itself; our span ends once the stream is let go."""
+    script(fake, "chat")
+    with client.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
+        for event in stream:
+            if event.type == "content.delta" and event.delta:
+                break
+    del stream, event
+    gc.collect()
+    span = ended_once(instrumented, "dropped")
+    assert output_text(span)  # the text that had arrived

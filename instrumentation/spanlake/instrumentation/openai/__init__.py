@@ -1,5 +1,6 @@
-"""OpenAI instrumentation: one CLIENT span per ``chat.completions.create``,
-``responses.create`` and ``embeddings.create`` call, sync and async, streaming or not.
+"""OpenAI instrumentation: one CLIENT span per ``chat.completions.create`` / ``.parse``,
+``responses.create`` / ``.parse`` and ``embeddings.create`` call, sync and async, streaming
+or not.
 
 The SDK's resource classes are patched with ``wrapt`` (not the client constructor), so
 clients created before :meth:`OpenAIInstrumentor.instrument` are traced as well. The stream
@@ -29,14 +30,19 @@ from .package import _instruments
 
 __all__ = ["OpenAIInstrumentor"]
 
-#: ``(module, class, endpoint, is_async)`` for every patched ``create``.
+#: ``(module, "Class.method", endpoint, is_async)`` for every patched method. ``parse`` (structured
+#: outputs) posts directly, so it is patched too; the ``stream()`` helpers call ``create``.
 _TARGETS: tuple[tuple[str, str, Endpoint, bool], ...] = (
-    ("openai.resources.chat.completions", "Completions", CHAT, False),
-    ("openai.resources.chat.completions", "AsyncCompletions", CHAT, True),
-    ("openai.resources.responses", "Responses", RESPONSES, False),
-    ("openai.resources.responses", "AsyncResponses", RESPONSES, True),
-    ("openai.resources.embeddings", "Embeddings", EMBEDDINGS, False),
-    ("openai.resources.embeddings", "AsyncEmbeddings", EMBEDDINGS, True),
+    ("openai.resources.chat.completions", "Completions.create", CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions.create", CHAT, True),
+    ("openai.resources.chat.completions", "Completions.parse", CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions.parse", CHAT, True),
+    ("openai.resources.responses", "Responses.create", RESPONSES, False),
+    ("openai.resources.responses", "AsyncResponses.create", RESPONSES, True),
+    ("openai.resources.responses", "Responses.parse", RESPONSES, False),
+    ("openai.resources.responses", "AsyncResponses.parse", RESPONSES, True),
+    ("openai.resources.embeddings", "Embeddings.create", EMBEDDINGS, False),
+    ("openai.resources.embeddings", "AsyncEmbeddings.create", EMBEDDINGS, True),
 )
 
 _PEERS = (
@@ -63,20 +69,21 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         warn_if_peers_active(
             "openai",
             peer_instrumentors=_PEERS,
-            targets=[(module, f"{cls}.create") for module, cls, _, _ in _TARGETS],
+            targets=[(module, path) for module, path, _, _ in _TARGETS],
         )
-        for module, cls, endpoint, is_async in _TARGETS:
+        for module, path, endpoint, is_async in _TARGETS:
             factory = async_wrapper if is_async else sync_wrapper
             try:
-                wrapt.wrap_function_wrapper(module, f"{cls}.create", factory(tracer, endpoint))
+                wrapt.wrap_function_wrapper(module, path, factory(tracer, endpoint))
             except (ImportError, AttributeError):
                 continue  # an older SDK without this API: the others are still traced
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import importlib
 
-        for module, cls, _, _ in _TARGETS:
+        for module, path, _, _ in _TARGETS:
+            cls, method = path.split(".")
             try:
-                unwrap(getattr(importlib.import_module(module), cls), "create")
+                unwrap(getattr(importlib.import_module(module), cls), method)
             except (ImportError, AttributeError):
                 continue

@@ -84,8 +84,10 @@ def image_url_part(url: str, *, include_bytes: bool) -> Part:
 
 def output_type(response_format: Any) -> str | None:
     """``gen_ai.output.type`` from chat ``response_format`` / responses ``text.format``."""
+    if isinstance(response_format, type):  # a pydantic model given to parse()
+        return "json"
     kind = attr(response_format, "type")
-    if kind in {"json_object", "json_schema"}:
+    if kind == "json_object" or kind == "json_schema":
         return "json"
     if kind == "text":
         return "text"

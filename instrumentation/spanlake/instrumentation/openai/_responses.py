@@ -58,7 +58,10 @@ def responses_request(resource: Any, kwargs: Mapping[str, Any]) -> Request:
         top_p=as_float(attr(kwargs, "top_p")),
         max_tokens=as_int(attr(kwargs, "max_output_tokens")),
     )
-    kind = output_type(attr(attr(kwargs, "text"), "format"))
+    text_format = attr(kwargs, "text_format")  # parse(): a pydantic model
+    kind = output_type(
+        text_format if text_format is not None else attr(attr(kwargs, "text"), "format")
+    )
     if kind is not None:
         request.attributes[ga.OUTPUT_TYPE] = kind
     tier = as_str(attr(kwargs, "service_tier"))
