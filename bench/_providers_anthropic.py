@@ -8,12 +8,10 @@ the SDK plus the instrumentation's own work is timed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from _providers_common import PROMPT_MARKER, REPLY_MARKER, Setup, make_tracer_provider
+from _providers_common import PROMPT_MARKER, REPLY_MARKER, Setup, build_setup
 
 MODEL = "claude-sonnet-4-5"
 RESPONSE_MODEL = "claude-sonnet-4-5-20250929"
@@ -189,111 +187,51 @@ def env_for(config: str) -> dict[str, str]:
 
 def build(config: str, processor: str) -> Setup:
     """Instrument (or not) as ``config`` says and return the calls to time."""
-    provider, exporter = make_tracer_provider(processor)
-    flush: Callable[[], None] = lambda: None  # noqa: E731
-    check_extra: Callable[[], dict[str, Any]] = dict
-    info: dict[str, Any] = {}
-
-    if config == "ours":
-        from spanlake.instrumentation.anthropic import AnthropicInstrumentor as Ours
-
-        Ours().instrument(tracer_provider=provider)
-    elif config == "openllmetry":
-        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Ollm
-
-        Ollm().instrument(tracer_provider=provider)
-    elif config == "openinference":
-        from openinference.instrumentation.anthropic import AnthropicInstrumentor as Oinf
-
-        Oinf().instrument(tracer_provider=provider)
-    elif config == "mlflow":
-        flush, check_extra = _mlflow_setup()
-    elif config not in ("baseline", "sdk-native", "floor"):
-        raise ValueError(f"unknown config {config!r}")
-
-    sync_client = _client(stream=False)
-    stream_client = _client(stream=True)
-
-    if config == "floor":
-        sync_call, stream_call = _floor_calls(provider, sync_client, stream_client)
-    else:
-
-        def sync_call() -> object:
-            return sync_client.messages.create(**REQUEST)
-
-        def stream_call() -> object:
-            last = None
-            for event in stream_client.messages.create(**REQUEST, stream=True):
-                last = event
-            return last
-
-    def full_flush() -> None:
-        provider.force_flush()
-        flush()
-
-    def check() -> dict[str, Any]:
-        out = exporter.take()
-        out.update(check_extra())
-        return out
-
-    def end_warmup() -> None:
-        exporter.sniff = False
-
-    info["versions"] = _versions(config)
-    return Setup(
-        calls={"sync": sync_call, "stream": stream_call},
-        flush=full_flush,
-        check=check,
-        end_warmup=end_warmup,
-        info=info,
+    return build_setup(
+        config,
+        processor,
+        instrumentors={"ours": _ours, "openllmetry": _openllmetry, "openinference": _openinference},
+        plain=("baseline", "sdk-native", "floor"),
+        mlflow_flavor="anthropic",
+        make_calls=_calls,
+        versions=["anthropic", "httpx2", "opentelemetry-sdk", PACKAGES.get(config, "")],
     )
 
 
-def _versions(config: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def _ours(provider: Any) -> None:
+    from spanlake.instrumentation.anthropic import AnthropicInstrumentor
 
-    names = ["anthropic", "httpx2", "opentelemetry-sdk"]
-    if config in PACKAGES:
-        names.append(PACKAGES[config])
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "?"
-    return out
+    AnthropicInstrumentor().instrument(tracer_provider=provider)
 
 
-def _mlflow_setup() -> tuple[Callable[[], None], Callable[[], dict[str, Any]]]:
-    import mlflow
+def _openllmetry(provider: Any) -> None:
+    from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 
-    tmp = tempfile.mkdtemp(prefix="bench-mlflow-")
-    # MLflow puts trace artifacts under ./mlruns: keep them out of the caller's directory.
-    os.chdir(tmp)
-    mlflow.set_tracking_uri(f"sqlite:///{os.path.join(tmp, 'mlflow.db')}")
-    mlflow.set_experiment("bench-providers")
-    mlflow.anthropic.autolog()
+    AnthropicInstrumentor().instrument(tracer_provider=provider)
 
-    def flush() -> None:
-        flush_async = getattr(mlflow, "flush_trace_async_logging", None)
-        if flush_async is not None:
-            flush_async()
 
-    def check() -> dict[str, Any]:
-        trace_id = mlflow.get_last_active_trace_id()
-        if trace_id is None:
-            return {"mlflow_trace": False}
-        trace = mlflow.get_trace(trace_id)
-        text = repr([s.to_dict() for s in trace.data.spans]) if trace else ""
-        return {
-            "mlflow_trace": True,
-            "spans": len(trace.data.spans) if trace else 0,
-            "prompt_seen": PROMPT_MARKER in text,
-            "reply_seen": REPLY_MARKER in text,
-            "per_trace": True,
-        }
+def _openinference(provider: Any) -> None:
+    from openinference.instrumentation.anthropic import AnthropicInstrumentor
 
-    return flush, check
+    AnthropicInstrumentor().instrument(tracer_provider=provider)
+
+
+def _calls(config: str, provider: Any) -> tuple[Callable[[], object], Callable[[], object]]:
+    sync_client = _client(stream=False)
+    stream_client = _client(stream=True)
+    if config == "floor":
+        return _floor_calls(provider, sync_client, stream_client)
+
+    def sync_call() -> object:
+        return sync_client.messages.create(**REQUEST)
+
+    def stream_call() -> object:
+        last = None
+        for event in stream_client.messages.create(**REQUEST, stream=True):
+            last = event
+        return last
+
+    return sync_call, stream_call
 
 
 def _floor_calls(

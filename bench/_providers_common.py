@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -200,3 +201,100 @@ def pct(values: Sequence[float], q: float) -> float:
 def median(values: Iterable[float]) -> float:
     vals = list(values)
     return statistics.median(vals) if vals else float("nan")
+
+
+Calls = tuple[Callable[[], object], Callable[[], object]]
+
+
+def build_setup(
+    config: str,
+    processor: str,
+    *,
+    instrumentors: Mapping[str, Callable[[Any], None]],
+    plain: Sequence[str],
+    mlflow_flavor: str,
+    make_calls: Callable[[str, Any], Calls],
+    versions: Sequence[str],
+) -> Setup:
+    """The provider-independent part of one worker's set-up.
+
+    ``instrumentors`` instrument a configuration given our TracerProvider; ``plain`` names the
+    configurations that need nothing done (baseline, SDK-native via env, the floor, which
+    ``make_calls`` builds); ``mlflow`` runs ``mlflow.<flavor>.autolog()``.
+    """
+    provider, exporter = make_tracer_provider(processor)
+    flush: Callable[[], None] = lambda: None  # noqa: E731
+    check_extra: Callable[[], dict[str, Any]] = dict
+    if config in instrumentors:
+        instrumentors[config](provider)
+    elif config == "mlflow":
+        flush, check_extra = _mlflow_setup(mlflow_flavor)
+    elif config not in plain:
+        raise ValueError(f"unknown config {config!r}")
+    sync_call, stream_call = make_calls(config, provider)
+
+    def full_flush() -> None:
+        provider.force_flush()
+        flush()
+
+    def check() -> dict[str, Any]:
+        out = exporter.take()
+        out.update(check_extra())
+        return out
+
+    def end_warmup() -> None:
+        exporter.sniff = False
+
+    return Setup(
+        calls={"sync": sync_call, "stream": stream_call},
+        flush=full_flush,
+        check=check,
+        end_warmup=end_warmup,
+        info={"versions": _versions(versions)},
+    )
+
+
+def _versions(names: Sequence[str]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        if not name:
+            continue
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "?"
+    return out
+
+
+def _mlflow_setup(flavor: str) -> tuple[Callable[[], None], Callable[[], dict[str, Any]]]:
+    """``mlflow.<flavor>.autolog()`` with MLflow's defaults, tracking into a temp SQLite DB."""
+    import importlib
+
+    import mlflow
+
+    tmp = tempfile.mkdtemp(prefix="bench-mlflow-")
+    # MLflow puts trace artifacts under ./mlruns: keep them out of the caller's directory.
+    os.chdir(tmp)
+    mlflow.set_tracking_uri(f"sqlite:///{os.path.join(tmp, 'mlflow.db')}")
+    mlflow.set_experiment("bench-providers")
+    importlib.import_module(f"mlflow.{flavor}").autolog()
+
+    def flush() -> None:
+        mlflow.flush_trace_async_logging()
+
+    def check() -> dict[str, Any]:
+        trace_id = mlflow.get_last_active_trace_id()
+        trace = mlflow.get_trace(trace_id) if trace_id else None
+        if trace is None:
+            return {"per_trace": True, "spans": 0}
+        text = repr([s.to_dict() for s in trace.data.spans])
+        return {
+            "per_trace": True,
+            "spans": len(trace.data.spans),
+            "prompt_seen": PROMPT_MARKER in text,
+            "reply_seen": REPLY_MARKER in text,
+        }
+
+    return flush, check

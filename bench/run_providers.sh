@@ -30,8 +30,10 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]
     # Each peer on its own, pinned to the base block's SDK versions, so one that cannot install
     # (or wants another SDK) is recorded and the others still run.
     sed -n '/^# --- peers/,$p' "$REQ" | grep -E '^[^#[:space:]]' | while read -r peer; do
-        name="${peer%%[=<>]*}"
-        if out="$("$VENV/bin/pip" install -q -c "$constraints" "$peer" 2>&1)"; then
+        first="${peer%% *}"
+        name="${first%%[=<>]*}"
+        # shellcheck disable=SC2086  # a line may carry extra pins
+        if out="$("$VENV/bin/pip" install -q -c "$constraints" $peer 2>&1)"; then
             printf '%s\tok\n' "$name" >>"$STATUS"
         else
             reason="$(printf '%s' "$out" | grep -E '^ERROR' | tail -1 | tr '\t\n' '  ')"
