@@ -26,6 +26,7 @@ import binascii
 import json
 import queue
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -729,6 +730,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeBedrock
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closes a stream early resets the connection: not a server bug.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeBedrock:
