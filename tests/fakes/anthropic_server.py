@@ -77,6 +77,8 @@ class Reply:
     chunk_delay: float = 0.0
     pause_after: int | None = None
     error_after: int | None = None
+    #: Fixed message id (default: a fresh ``msg_fake...`` per request).
+    id: str | None = None
 
 
 @dataclass
@@ -270,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply.status, error_json(reply, request_id), request_id, reply.headers)
             return
         model = bedrock.group("model") if bedrock else str(body["model"])
-        msg_id = f"msg_fake{next(_ids):04d}"
+        msg_id = reply.id or f"msg_fake{next(_ids):04d}"
         if bedrock is not None and bedrock.group("op") == "invoke-with-response-stream":
             self._bedrock_stream(reply, model, msg_id, request_id)
         elif bedrock is None and body.get("stream"):
