@@ -75,7 +75,14 @@ def _plain(value: Any) -> str:
 def _is_small(value: Any, budget: int) -> bool:
     """True when ``value`` is certainly far below ``budget``: a short, bounded look that
     accepts scalars, short strings and small nested containers (one chat message, say)."""
-    return _small(value, budget // 8, [_SMALL_NODES]) >= 0
+    return _small_size(value, budget) >= 0
+
+
+def _small_size(value: Any, budget: int) -> int:
+    """Rough encoded size of a value that :func:`_is_small` accepts, else -1."""
+    allowed = budget // 8
+    left = _small(value, allowed, [_SMALL_NODES])
+    return -1 if left < 0 else allowed - left
 
 
 def _small(value: Any, chars: int, nodes: list[int]) -> int:
@@ -183,20 +190,26 @@ def _encode_few(
             run.clear()
 
     run_chars = 0  # upper estimate of the run not yet encoded
-    for key, item in entries:
-        room = budget - used - 1 - _MARKER_ROOM - run_chars
+    last = len(entries) - 1
+    for index, (key, item) in enumerate(entries):
+        # Room for a "more items" marker is only needed while items may follow; not
+        # reserving it for the last one also keeps deep nesting from compounding it.
+        reserve = _MARKER_ROOM if index < last else 0
+        room = budget - used - 1 - reserve - run_chars
         if room <= 0:
             cut = True
             break
-        if _is_small(item, room):
+        size = _small_size(item, room)
+        if size >= 0:
             run.append((key, item))
-            run_chars += room // 8 if type(item) is not str else len(item) + 8
-            run_chars += len(key) + 8 if type(key) is str else 24
+            run_chars += size + 1
+            if is_dict:
+                run_chars += len(key) + 3 if type(key) is str else 24
             done += 1
             continue
         flush()
         run_chars = 0
-        room = budget - used - 1 - _MARKER_ROOM
+        room = budget - used - 1 - reserve
         key_room = len(_entry(key, "", is_dict))
         text, full, item_cut = _encode(item, room - key_room, depth + 1)
         entry = _entry(key, text, is_dict)
