@@ -600,6 +600,7 @@ def test_peer_warning_for_wrapt_wrapper_and_flagged_instrumentor(
             return 1
 
     target.Client = Client  # type: ignore[attr-defined]
+    Client.create.__module__ = "fake_sdk_mod"
     peer_mod = types.ModuleType("fake_peer_mod")
 
     class PeerInstrumentor:
@@ -621,3 +622,27 @@ def test_peer_warning_for_wrapt_wrapper_and_flagged_instrumentor(
     # One warning per peer, however often instrument() runs.
     assert caplog.text.count("(fake_peer_mod:PeerInstrumentor)") == 1
     assert caplog.text.count("(wrapt wrapper on fake_sdk_mod.Client.create)") == 1
+
+
+def test_peer_warning_for_foreign_monkeypatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    reset_warnings()
+    target = types.ModuleType("fake_sdk2")
+
+    class Client:
+        def create(self) -> int:
+            return 1
+
+    target.Client = Client  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_sdk2", target)
+    spec = [("fake_sdk2", "Client.create")]
+    Client.create.__module__ = "fake_sdk2"
+    assert warn_if_peers_active("fake2", targets=spec) == []
+
+    def patched(self: Any) -> int:  # what a monkeypatching peer installs
+        return 2
+
+    patched.__module__ = "mlflow.anthropic.autolog"
+    monkeypatch.setattr(Client, "create", patched)
+    assert warn_if_peers_active("fake2", targets=spec) == [
+        "fake_sdk2.Client.create patched by mlflow.anthropic.autolog"
+    ]

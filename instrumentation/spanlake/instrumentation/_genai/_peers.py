@@ -5,7 +5,8 @@ so we tell the user. Two signals, both cheap and import-free for absent peers:
 - a peer ``BaseInstrumentor`` subclass (OpenLLMetry, OpenInference, official contrib) that
   is already imported and reports ``is_instrumented_by_opentelemetry``;
 - a target method that is already a ``wrapt`` wrapper we did not create (any wrapt-based
-  peer, e.g. one whose class we do not know).
+  peer, e.g. one whose class we do not know), or a plain function from another package
+  (monkeypatching peers such as MLflow autolog).
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def warn_if_peers_active(
         obj = _resolve(module, path)
         if isinstance(obj, _PROXY_BASE):
             found.append(f"wrapt wrapper on {module}.{path}")
+        elif callable(obj):
+            owner = str(getattr(obj, "__module__", None) or "")
+            if owner and owner.split(".")[0] != module.split(".")[0]:
+                found.append(f"{module}.{path} patched by {owner}")
     for peer in found:
         if (library, peer) not in _warned:
             _warned.add((library, peer))
