@@ -230,3 +230,57 @@ def grpc_export(
     with channel:
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         return export(body, metadata=metadata, timeout=30, compression=compression)
+
+
+def make_sdk_spans(sender: str, count: int) -> list[Any]:
+    """``count`` finished SDK spans (traces of 4: a root and 3 children), each carrying
+    ``sender`` and its sequence number so the stored copy can be checked by content."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": f"svc-{sender}"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("spanlake.tests.load")
+    seq = 0
+    while seq < count:
+        with tracer.start_as_current_span(f"{sender}/{seq}") as root:
+            root.set_attribute("sender", sender)
+            root.set_attribute("seq", seq)
+            seq += 1
+            for _ in range(min(3, count - seq)):
+                with tracer.start_as_current_span(f"{sender}/{seq}") as child:
+                    child.set_attribute("sender", sender)
+                    child.set_attribute("seq", seq)
+                    child.set_attribute("gen_ai.request.model", "model-" + str(seq % 7))
+                    child.set_attribute("payload", f"{sender}:{seq}:" + "x" * (seq % 50))
+                seq += 1
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def check_stored(records: list[Any], senders: dict[str, list[Any]]) -> None:
+    """Exactly the sent spans are stored, once each, with their content."""
+    sent = {
+        (f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}"): s
+        for spans in senders.values()
+        for s in spans
+    }
+    stored = {(r.trace_id, r.span_id): r for r in records}
+    assert len(records) == len(stored), "duplicate rows"
+    missing = sent.keys() - stored.keys()
+    extra = stored.keys() - sent.keys()
+    assert not missing and not extra, (len(missing), len(extra))
+    for key, span in sent.items():
+        row = stored[key]
+        assert row.name == span.name
+        assert row.attributes["sender"] == span.attributes["sender"]
+        assert row.attributes["seq"] == span.attributes["seq"]
+        if "payload" in span.attributes:
+            assert row.attributes["payload"] == span.attributes["payload"]
+            assert row.model == span.attributes["gen_ai.request.model"]
+        parent = span.parent.span_id if span.parent else None
+        assert row.parent_span_id == (f"{parent:016x}" if parent else None)
+        assert row.resource["service.name"] == f"svc-{span.attributes['sender']}"

@@ -13,8 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
 from receiver._support import otlp_json
+
 from spanlake.exporter.receiver import _json, _protobuf
 from spanlake.exporter.receiver._body import check_encoding, decompress, media_format
 from spanlake.exporter.receiver._errors import BadRequest, TooLarge, UnsupportedMedia
@@ -292,3 +292,32 @@ def test_media_types_and_encodings() -> None:
     for bad in ("br", "zstd", "gzip, br"):
         with pytest.raises(UnsupportedMedia):
             check_encoding(bad)
+
+
+def test_out_of_range_numbers_reject_the_span_not_the_store() -> None:
+    span = {"traceId": TRACE.hex(), "spanId": SPAN.hex()}
+    doc = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                **span,
+                                "attributes": [{"key": "i", "value": {"intValue": str(2**63)}}],
+                            },
+                            {**span, "startTimeUnixNano": -1},
+                            {**span, "endTimeUnixNano": 2**64 - 1},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    decoded = _json.decode_request(orjson.dumps(doc, option=orjson.OPT_PASSTHROUGH_DATACLASS))
+    assert decoded.spans == [] and decoded.rejected == 3
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=TRACE, span_id=SPAN, start_time_unix_nano=2**63)
+    decoded = _protobuf.decode_request(req.SerializeToString())
+    assert decoded.spans == [] and "timestamps" in decoded.error_message

@@ -10,7 +10,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from receiver._support import (
     BlockingStore,
     FlakyStore,

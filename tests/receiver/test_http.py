@@ -10,7 +10,6 @@ import orjson
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from receiver._support import (
     BlockingStore,
     FlakyStore,

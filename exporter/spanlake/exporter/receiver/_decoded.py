@@ -31,6 +31,17 @@ class Decoded:
         return "; ".join(self.messages)
 
 
+#: Timestamps must fit a signed 64-bit integer (every store's integer column).
+MAX_TIME_NS = 2**63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def bad_times(start: int, end: int) -> str | None:
+    if not 0 <= start <= MAX_TIME_NS or not 0 <= end <= MAX_TIME_NS:
+        return f"invalid timestamps {start}/{end}: must be below 2**63 ns"
+    return None
+
+
 def bad_ids(trace_id: str, span_id: str, parent: str | None) -> str | None:
     """Why a span's (hex) ids are unusable, or None when they are fine."""
     if len(trace_id) != 32 or trace_id == ZERO_TRACE:

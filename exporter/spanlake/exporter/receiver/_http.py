@@ -43,6 +43,8 @@ _CONTENT_TYPES: dict[Format, str] = {
     "json": "application/json",
 }
 _DRAIN_CHUNK = 64 * 1024
+_DRAIN_FACTOR = 4
+_MIN_DRAIN = 64 * 1024 * 1024
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
     b"Connection: close\r\n\r\n"
@@ -149,8 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
         return length
 
     def _discard_body(self, length: int | None) -> None:
-        """Drain an unwanted body to keep the connection, or mark it for closing."""
-        if length is None or length > self.server.config.max_request_bytes:
+        """Drain an unwanted body (no memory kept) so that the client, still sending,
+        can read our answer; past ``_DRAIN_FACTOR`` x the limit just close instead."""
+        cap = max(self.server.config.max_request_bytes * _DRAIN_FACTOR, _MIN_DRAIN)
+        if length is None or length > cap:
             self.close_connection = True
             return
         remaining = length

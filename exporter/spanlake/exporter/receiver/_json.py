@@ -15,7 +15,15 @@ from typing import Any
 import orjson
 
 from spanlake.exporter.mapping import SpanInput
-from spanlake.exporter.receiver._decoded import KINDS, STATUS_CODES, Decoded, bad_ids
+from spanlake.exporter.receiver._decoded import (
+    INT64_MAX,
+    INT64_MIN,
+    KINDS,
+    MAX_TIME_NS,
+    STATUS_CODES,
+    Decoded,
+    bad_ids,
+)
 from spanlake.exporter.receiver._errors import BadRequest
 from spanlake.exporter.records import SpanEvent
 
@@ -45,21 +53,29 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def _int(value: Any, what: str) -> int:
+def _int(value: Any, what: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """An int64 (or, with ``low=0``, a timestamp) given as a number or a string."""
+    number: int | None = None
     if value is None or value == "":
-        return 0
-    if isinstance(value, bool):
-        raise _SpanError(f"{what} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = 0
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 24:
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             pass
-    raise _SpanError(f"{what} must be an integer, got {str(value)[:40]!r}")
+    if number is None:
+        raise _SpanError(f"{what} must be an integer, got {str(value)[:40]!r}")
+    if not low <= number <= high:
+        raise _SpanError(f"{what} {number} is out of range")
+    return number
+
+
+def _time(value: Any, what: str) -> int:
+    return _int(value, what, 0, MAX_TIME_NS)
 
 
 def _hex_id(value: Any, what: str) -> str:
@@ -165,18 +181,18 @@ def _span(span: Any, resource: dict[str, Any], scope: str | None, out: Decoded) 
         events.append(
             SpanEvent(
                 event_name,
-                _int(_get(e, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
+                _time(_get(e, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
                 _attributes(e.get("attributes")),
             )
         )
-    end = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano")
+    end = _time(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano")
     return SpanInput(
         trace_id,
         span_id,
         parent,
         name,
         _enum(span.get("kind"), _KIND_NAMES, KINDS, "span kind"),
-        _int(_get(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
+        _time(_get(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
         end or None,
         _enum(status.get("code"), _STATUS_NAMES, STATUS_CODES, "status code"),
         message,

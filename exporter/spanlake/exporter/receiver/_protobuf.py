@@ -19,7 +19,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanlake.exporter.mapping import SpanInput
-from spanlake.exporter.receiver._decoded import KINDS, STATUS_CODES, Decoded, bad_ids
+from spanlake.exporter.receiver._decoded import (
+    KINDS,
+    MAX_TIME_NS,
+    STATUS_CODES,
+    Decoded,
+    bad_ids,
+    bad_times,
+)
 from spanlake.exporter.receiver._errors import BadRequest
 from spanlake.exporter.records import SpanEvent
 
@@ -97,11 +104,15 @@ def walk(request: ExportTraceServiceRequest) -> Decoded:
                 if reason is not None:
                     out.reject(reason)
                     continue
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                if start > MAX_TIME_NS or end > MAX_TIME_NS:
+                    out.reject(bad_times(start, end) or "invalid timestamps")
+                    continue
                 kind = span.kind
                 status = span.status
                 code = status.code
                 events = span.events
-                end = span.end_time_unix_nano
                 append(
                     SpanInput(
                         trace_id,
@@ -109,7 +120,7 @@ def walk(request: ExportTraceServiceRequest) -> Decoded:
                         parent,
                         span.name,
                         kinds[kind] if 0 <= kind < 6 else "INTERNAL",
-                        span.start_time_unix_nano,
+                        start,
                         end or None,
                         statuses[code] if 0 <= code < 3 else "UNSET",
                         status.message,
