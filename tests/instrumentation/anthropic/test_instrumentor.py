@@ -97,7 +97,7 @@ def test_disabled_instrumentations_env_is_respected(
 ) -> None:
     monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", disabled)
     distro = _RecordingDistro()
-    _load._load_instrumentors(distro)
+    _load._load_instrumentors(distro)  # type: ignore[no-untyped-call]
     assert ("spanlake_anthropic" in distro.loaded) == (disabled == "")
 
 
