@@ -16,6 +16,7 @@ from spanlake.semconv.gen_ai import Provider
 from .._genai._parts import Part, blob_part, uri_part
 
 _SENTINELS = frozenset({"Omit", "NotGiven"})
+_MISSING = object()
 
 
 def given(value: Any) -> bool:
@@ -25,11 +26,17 @@ def given(value: Any) -> bool:
 
 def attr(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; None when absent or not given."""
-    if isinstance(obj, Mapping):
+    if type(obj) is dict:  # request params: plain dicts
         value = obj.get(name)
-    else:
-        value = getattr(obj, name, None)
-    return value if given(value) else None
+    elif obj is None:
+        return None
+    else:  # SDK models first; the slow ABC check only when the attribute is missing
+        value = getattr(obj, name, _MISSING)
+        if value is _MISSING:
+            value = obj.get(name) if isinstance(obj, Mapping) else None
+    if value is None or type(value).__name__ in _SENTINELS:
+        return None
+    return value
 
 
 def as_int(value: Any) -> int | None:
@@ -65,6 +72,12 @@ def server_and_provider(resource: Any) -> tuple[str | None, int | None, str]:
     base_url = getattr(client, "base_url", None)
     if base_url is None:
         return None, None, provider
+    host = getattr(base_url, "host", None)  # httpx URL: already parsed, no work per call
+    if isinstance(host, str):
+        port = getattr(base_url, "port", None)
+        if not isinstance(port, int):
+            port = 443 if getattr(base_url, "scheme", "") == "https" else 80
+        return host or None, port, provider
     try:
         parts = urlsplit(str(base_url))
         port = parts.port or (443 if parts.scheme == "https" else 80)
