@@ -111,6 +111,8 @@ class JsonReply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    #: Send only this many body bytes (Content-Length still says all), then hang up.
+    truncate_to: int | None = None
 
 
 @dataclass
@@ -692,6 +694,11 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in reply.headers.items():
             self.send_header(key, value)
         self.end_headers()
+        if reply.truncate_to is not None:
+            self.wfile.write(payload[: reply.truncate_to])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(payload)
 
     def _send_error(self, reply: ErrorReply) -> None:

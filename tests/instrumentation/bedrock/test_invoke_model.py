@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
 from botocore.response import StreamingBody
 from fakes.bedrock_server import ErrorReply, FakeBedrock, JsonReply
 from opentelemetry.sdk.trace import ReadableSpan
@@ -466,3 +467,20 @@ def test_application_inference_profile_arn_falls_back_to_body_shape(
     assert a["gen_ai.request.model"] == arn
     assert a["gen_ai.request.max_tokens"] == 5
     assert a["gen_ai.usage.output_tokens"] == 1
+
+
+def test_body_cut_short_app_sees_the_same_error_on_its_read(
+    client: Any, fake: FakeBedrock, one_span: Callable[[], ReadableSpan]
+) -> None:
+    """If the response body cannot be read, the app still gets the error, on its own read."""
+    reply = {"completion": "x" * 500, "stop_reason": "stop_sequence"}
+    fake.enqueue(JsonReply(reply, truncate_to=100))
+    response = client.invoke_model(
+        modelId="anthropic.claude-v2", body=json.dumps({"prompt": "p", "max_tokens_to_sample": 5})
+    )
+    # The very error botocore raises without instrumentation (checked by hand: same class).
+    with pytest.raises(ResponseStreamingError, match="IncompleteRead"):
+        response["body"].read()
+    span = one_span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["error.type"] == "ResponseStreamingError"
