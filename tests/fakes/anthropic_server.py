@@ -29,6 +29,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -267,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
             err = ErrorReply(400, "invalid_request_error", problem)
             self._json(400, error_json(err, request_id), request_id)
             return
-        reply = self.server.fake.next_reply()
+        reply = self.server.fake.next_reply(body)
         if isinstance(reply, ErrorReply):
             self._json(reply.status, error_json(reply, request_id), request_id, reply.headers)
             return
@@ -385,6 +386,8 @@ class FakeAnthropic:
         self.paused = threading.Event()
         self.pause_timeout = _PAUSE_TIMEOUT_S
         self.received: list[Received] = []
+        #: Answers from the request body when nothing is scripted (concurrent agents).
+        self.responder: Callable[[dict[str, Any]], Reply | ErrorReply] | None = None
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(
@@ -404,11 +407,15 @@ class FakeAnthropic:
         for reply in replies:
             self._replies.put(reply)
 
-    def next_reply(self) -> Reply | ErrorReply:
+    def next_reply(self, body: Any = None) -> Reply | ErrorReply:
+        """The next scripted reply, else what :attr:`responder` says for ``body``, else a default."""
         try:
             return self._replies.get_nowait()
         except queue.Empty:
-            return Reply()
+            pass
+        if self.responder is not None and body is not None:
+            return self.responder(body)
+        return Reply()
 
     def resume(self) -> None:
         """Release a stream held by ``pause_after``."""
