@@ -15,7 +15,11 @@ import orjson
 from spanlake.exporter.records import SpanEvent, SpanRecord, TokenUsage
 
 BASE_NS = 1_700_000_000_000_000_000
-MODELS = [("gpt-4o", "openai"), ("claude-sonnet-4", "anthropic"), ("gemini-2.0-flash", "gcp.gemini")]
+MODELS = [
+    ("gpt-4o", "openai"),
+    ("claude-sonnet-4", "anthropic"),
+    ("gemini-2.0-flash", "gcp.gemini"),
+]
 PROVIDERS = dict(MODELS)
 RESOURCE = {"service.name": "support-bot", "telemetry.sdk.language": "python"}
 
@@ -75,7 +79,11 @@ def make_trace(
     spans = [root]
     t = start + 1_000_000
     for call in range(llm_calls):
-        m, provider = MODELS[(n + call) % len(MODELS)] if model is None else (model, PROVIDERS.get(model, "openai"))
+        m, provider = (
+            MODELS[(n + call) % len(MODELS)]
+            if model is None
+            else (model, PROVIDERS.get(model, "openai"))
+        )
         usage = TokenUsage(tokens, tokens // 4, tokens + tokens // 4, tokens // 10, 0, 0)
         messages = [
             {"role": "system", "content": "You are a helpful support agent. " * 8},
@@ -165,3 +173,25 @@ def make_traces(first: int, count: int, **kwargs: object) -> list[SpanRecord]:
     for n in range(first, first + count):
         out.extend(make_trace(n, **kwargs))  # type: ignore[arg-type]
     return out
+
+
+def shared_trace_spans(n: int, worker: int, workers: int) -> list[SpanRecord]:
+    """Worker ``worker``'s share of trace ``n``: its spans are dealt out across workers."""
+    spans = make_trace(n, llm_calls=3)
+    return [s for i, s in enumerate(spans) if i % workers == worker]
+
+
+def writer_process(uri: str, worker: int, workers: int, own: int, shared: int) -> None:
+    """Writer-process body: ``own`` whole traces of its own in small batches, its share of
+    ``shared`` traces every worker contributes to, and a replay of its first batch."""
+    from spanlake.exporter.store import open_store
+
+    store = open_store(uri)
+    first = 1000 * (worker + 1)
+    batches = [make_traces(first + i, 2) for i in range(0, own, 2)]
+    for n in range(shared):
+        batches.insert(n % len(batches), shared_trace_spans(n, worker, workers))
+    for batch in batches:
+        store.write_spans(batch)
+    store.write_spans(batches[0])
+    store.close()

@@ -4,6 +4,7 @@ and the cross-store tests check the three give identical answers."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,6 @@ from spanlake.exporter.records import (
     TraceState,
 )
 from spanlake.exporter.store import Store, open_store
-
 from store.conftest import BACKENDS, uri_for
 from store.factories import make_trace, make_traces, trace_id_for
 
@@ -67,9 +67,7 @@ def test_spans_round_trip_with_every_field(store: Store) -> None:
     expected = sorted(spans, key=lambda s: (s.start_time_ns, s.span_id))
     assert [_span_dict(s) for s in trace.spans] == [_jsonish(_span_dict(s)) for s in expected]
     # "no usage" stays distinct from zero usage
-    assert [s.token_usage is None for s in trace.spans] == [
-        s.token_usage is None for s in expected
-    ]
+    assert [s.token_usage is None for s in trace.spans] == [s.token_usage is None for s in expected]
 
 
 def test_replayed_batch_is_not_stored_twice(store: Store) -> None:
@@ -174,11 +172,46 @@ def test_experiments_created_on_write_and_listed_oldest_first(store: Store) -> N
 # -- search ---------------------------------------------------------------------------------
 def _seed(store: Store) -> None:
     """Five traces with known properties (ids 1..5 = trace_id_for(0..4))."""
-    store.write_spans(make_trace(0, model="gpt-4o", tokens=50, duration_ms=100, tags={"env": "prod"}, metadata={"user": "alice"}))
-    store.write_spans(make_trace(1, model="claude-sonnet-4", status="ERROR", tokens=500, duration_ms=3000, tags={"env": "dev"}))
-    store.write_spans(make_trace(2, model="claude-sonnet-4", tokens=2000, duration_ms=500, name="Retriever Agent", metadata={"user": "bob"}))
-    store.write_spans(make_trace(3, model="claude-sonnet-4", experiment="other", duration_ms=100, tags={"env": "prod", "team.name": "x y"}))
-    root, *children = make_trace(4, model="gemini-2.0-flash", duration_ms=10)
+    store.write_spans(
+        make_trace(
+            0,
+            model="gpt-4o",
+            tokens=50,
+            duration_ms=100,
+            tags={"env": "prod"},
+            metadata={"user": "alice"},
+        )
+    )
+    store.write_spans(
+        make_trace(
+            1,
+            model="claude-sonnet-4",
+            status="ERROR",
+            tokens=500,
+            duration_ms=3000,
+            tags={"env": "dev"},
+        )
+    )
+    store.write_spans(
+        make_trace(
+            2,
+            model="claude-sonnet-4",
+            tokens=2000,
+            duration_ms=500,
+            name="Retriever Agent",
+            metadata={"user": "bob"},
+        )
+    )
+    store.write_spans(
+        make_trace(
+            3,
+            model="claude-sonnet-4",
+            experiment="other",
+            duration_ms=100,
+            tags={"env": "prod", "team.name": "x y"},
+        )
+    )
+    _root, *children = make_trace(4, model="gemini-2.0-flash", duration_ms=10)
     store.write_spans(children)  # in progress: no root yet
 
 
@@ -230,39 +263,60 @@ def _ids(traces: list) -> list[int]:  # type: ignore[type-arg]
     return [int(t.trace_id, 16) - 1 for t in traces]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """A read-only store holding :func:`_seed`'s traces (shared by the query tests)."""
+    s = open_store(uri_for(request.param, tmp_path_factory.mktemp("seeded")))
+    _seed(s)
+    yield s
+    s.close()
+
+
 @pytest.mark.parametrize(("filter_string", "expected"), FILTER_CASES)
-def test_filter_grammar(store: Store, filter_string: str | None, expected: list[int]) -> None:
-    _seed(store)
-    page = store.search_traces(filter_string=filter_string, max_results=50)
+def test_filter_grammar(seeded: Store, filter_string: str | None, expected: list[int]) -> None:
+    page = seeded.search_traces(filter_string=filter_string, max_results=50)
     assert _ids(page.traces) == expected
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["status = ", "status == 'OK'", "nosuchfield = 1", "total_tokens = 'x'", "(status = 'OK'", "tags.x < 'a'"],
+    [
+        "status = ",
+        "status == 'OK'",
+        "nosuchfield = 1",
+        "total_tokens = 'x'",
+        "(status = 'OK'",
+        "tags.x < 'a'",
+    ],
 )
-def test_malformed_filter_is_a_clear_error(store: Store, bad: str) -> None:
-    _seed(store)
+def test_malformed_filter_is_a_clear_error(seeded: Store, bad: str) -> None:
     with pytest.raises(FilterError):
-        store.search_traces(filter_string=bad)
+        seeded.search_traces(filter_string=bad)
 
 
-def test_bad_page_token_and_max_results(store: Store) -> None:
-    _seed(store)
+def test_bad_page_token_and_max_results(seeded: Store) -> None:
     with pytest.raises(FilterError):
-        store.search_traces(page_token="not-a-token")
+        seeded.search_traces(page_token="not-a-token")
     with pytest.raises(FilterError):
-        store.search_traces(max_results=0)
+        seeded.search_traces(max_results=0)
     with pytest.raises(FilterError):
-        store.search_traces(order_by=["tags.env DESC"])
+        seeded.search_traces(order_by=["tags.env DESC"])
 
 
 @pytest.mark.parametrize(
     "order_by",
-    [None, ["execution_time_ms DESC"], ["execution_time_ms ASC"], ["name", "timestamp_ms DESC"], ["total_tokens DESC"]],
+    [
+        None,
+        ["execution_time_ms DESC"],
+        ["execution_time_ms ASC"],
+        ["name", "timestamp_ms DESC"],
+        ["total_tokens DESC"],
+    ],
 )
-def test_order_and_pagination(store: Store, order_by: list[str] | None) -> None:
-    _seed(store)
+def test_order_and_pagination(seeded: Store, order_by: list[str] | None) -> None:
+    store = seeded
     everything = store.search_traces(order_by=order_by, max_results=100).traces
     pages, token = [], None
     while True:
@@ -299,13 +353,24 @@ def test_trace_tags_set_override_and_delete(store: Store) -> None:
 def test_assessments_are_stored_and_searchable(store: Store) -> None:
     _seed(store)
     logged = store.log_assessment(
-        Assessment(trace_id_for(0), "correct", True, source_type=AssessmentSource.LLM_JUDGE, source_id="judge-1", rationale="ok")
+        Assessment(
+            trace_id_for(0),
+            "correct",
+            True,
+            source_type=AssessmentSource.LLM_JUDGE,
+            source_id="judge-1",
+            rationale="ok",
+        )
     )
     assert logged.assessment_id and logged.time_ms > 0
     store.log_assessment(Assessment(trace_id_for(1), "correct", False))
-    store.log_assessment(Assessment(trace_id_for(1), "score", 0.9, span_id=make_trace(1)[1].span_id))
+    store.log_assessment(
+        Assessment(trace_id_for(1), "score", 0.9, span_id=make_trace(1)[1].span_id)
+    )
     store.log_assessment(Assessment(trace_id_for(2), "score", 0.2))
-    store.log_assessment(Assessment(trace_id_for(2), "answer", {"text": "ships"}, kind=AssessmentKind.EXPECTATION))
+    store.log_assessment(
+        Assessment(trace_id_for(2), "answer", {"text": "ships"}, kind=AssessmentKind.EXPECTATION)
+    )
     cases = {
         "feedback.correct = TRUE": [0],
         "feedback.correct = FALSE": [1],
@@ -319,9 +384,9 @@ def test_assessments_are_stored_and_searchable(store: Store) -> None:
     for text, expected in cases.items():
         assert _ids(store.search_traces(filter_string=text).traces) == expected, text
     trace = store.get_trace(trace_id_for(0))
-    assert [(a.name, a.value, a.source_type, a.source_id, a.rationale) for a in trace.assessments] == [
-        ("correct", True, AssessmentSource.LLM_JUDGE, "judge-1", "ok")
-    ]
+    assert [
+        (a.name, a.value, a.source_type, a.source_id, a.rationale) for a in trace.assessments
+    ] == [("correct", True, AssessmentSource.LLM_JUDGE, "judge-1", "ok")]
     assert len(list(store.iter_assessments())) == 5
     with pytest.raises(NotFoundError):
         store.log_assessment(Assessment("e" * 32, "x", 1))
@@ -339,12 +404,20 @@ def test_all_stores_give_identical_results(tmp_path: Path) -> None:
         for s in stores.values():
             _seed(s)
             s.set_trace_tag(trace_id_for(2), "label", "good")
-            s.log_assessment(Assessment(trace_id_for(2), "score", 0.7, assessment_id="a1", time_ms=5))
-        queries = [text for text, _ in FILTER_CASES] + ["feedback.score > 0.5", "tags.label = 'good'"]
+            s.log_assessment(
+                Assessment(trace_id_for(2), "score", 0.7, assessment_id="a1", time_ms=5)
+            )
+        queries = [text for text, _ in FILTER_CASES] + [
+            "feedback.score > 0.5",
+            "tags.label = 'good'",
+        ]
         for text in queries:
             for order in (None, ["execution_time_ms DESC", "name"]):
                 answers = {
-                    b: [t.to_dict() for t in s.search_traces(filter_string=text, order_by=order).traces]
+                    b: [
+                        t.to_dict()
+                        for t in s.search_traces(filter_string=text, order_by=order).traces
+                    ]
                     for b, s in stores.items()
                 }
                 assert answers["parquet"] == answers["sqlite"], text
@@ -352,7 +425,11 @@ def test_all_stores_give_identical_results(tmp_path: Path) -> None:
         for n in range(5):
             traces = {b: s.get_trace(trace_id_for(n)) for b, s in stores.items()}
             dicts = {
-                b: (t.info.to_dict(), [_span_dict(x) for x in t.spans], [a.to_dict() for a in t.assessments])
+                b: (
+                    t.info.to_dict(),
+                    [_span_dict(x) for x in t.spans],
+                    [a.to_dict() for a in t.assessments],
+                )
                 for b, t in traces.items()
             }
             assert dicts["parquet"] == dicts["sqlite"]
@@ -366,5 +443,7 @@ def test_iter_spans_returns_every_span(store: Store) -> None:
     spans = make_traces(0, 4)
     store.write_spans(spans)
     got = [s for batch in store.iter_spans(batch_size=5) for s in batch]
-    assert sorted((s.trace_id, s.span_id) for s in got) == sorted((s.trace_id, s.span_id) for s in spans)
+    assert sorted((s.trace_id, s.span_id) for s in got) == sorted(
+        (s.trace_id, s.span_id) for s in spans
+    )
     assert all(len(b) <= 5 for b in store.iter_spans(batch_size=5))

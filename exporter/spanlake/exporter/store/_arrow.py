@@ -230,8 +230,7 @@ def table_to_spans(table: pa.Table, *, light: bool = False) -> list[SpanRecord]:
     none = [None] * n
     usage_cols = [cols[c] for c in USAGE_COLUMNS]
     usages = [
-        TokenUsage(*vals) if vals[0] is not None else None
-        for vals in zip(*usage_cols, strict=True)
+        TokenUsage(*vals) if vals[0] is not None else None for vals in zip(*usage_cols, strict=True)
     ]
     out: list[SpanRecord] = []
     get = cols.get

@@ -286,12 +286,14 @@ class LakeStore(Store):
         if full_scan:
             self._read_into_cache(dataset, list(dataset.files), set(full_scan))
         by_traces: dict[frozenset[str], list[str]] = {}
-        for path, ids in wanted.items():
-            by_traces.setdefault(frozenset(ids), []).append(path)
-        for ids, paths in by_traces.items():
-            self._read_into_cache(dataset, paths, set(ids))
+        for path, traces in wanted.items():
+            by_traces.setdefault(frozenset(traces), []).append(path)
+        for group, paths in by_traces.items():
+            self._read_into_cache(dataset, paths, set(group))
 
-    def _read_into_cache(self, dataset: ds.FileSystemDataset, paths: list[str], ids: set[str]) -> None:
+    def _read_into_cache(
+        self, dataset: ds.FileSystemDataset, paths: list[str], ids: set[str]
+    ) -> None:
         part = subset(dataset, paths)
         rows = part.to_table(
             columns=_arrow.LIGHT_SPAN_COLUMNS,
@@ -451,7 +453,12 @@ class LakeStore(Store):
 
             def run() -> None:
                 self._require_trace(trace_id)
-                row = {"trace_id": [trace_id], "key": [key], "value": [value], "time_ns": [time.time_ns()]}
+                row = {
+                    "trace_id": [trace_id],
+                    "key": [key],
+                    "value": [value],
+                    "time_ns": [time.time_ns()],
+                }
                 self.backend.append(
                     TAG_OVERRIDES, pa.Table.from_pydict(row, schema=_arrow.TAG_OVERRIDES_SCHEMA)
                 )
@@ -597,17 +604,20 @@ class LakeStore(Store):
                     continue
                 fragments = list(dataset.get_fragments())
                 stats["files_before"] += len(fragments)
-                groups: dict[str, list[str]] = {}
+                groups: dict[tuple[str, ...], list[str]] = {}
                 for fragment in fragments:
-                    groups.setdefault(str(fragment.partition_expression), []).append(fragment.path)
+                    keys = ds.get_partition_keys(fragment.partition_expression)
+                    group = tuple(str(keys.get(c)) for c in _arrow.PARTITION_COLUMNS)
+                    groups.setdefault(group, []).append(fragment.path)
                 for paths in groups.values():
-                    data = subset(dataset, paths).to_table()
-                    data = _dedupe(table, data)
-                    if len(paths) > 1 or data.num_rows < subset(dataset, paths).count_rows():
+                    part = subset(dataset, paths)
+                    data = _dedupe(table, part.to_table())
+                    if len(paths) > 1 or data.num_rows < part.count_rows():
                         self.backend.replace(table, paths, data)
+            self.backend.optimize()
+            for table in (SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS):
                 after = self.backend.dataset(table)
                 stats["files_after"] += 0 if after is None else len(after.files)
-            self.backend.optimize()
         return stats
 
     def vacuum(self, retention_hours: float, *, dry_run: bool = False) -> list[str]:

@@ -9,6 +9,7 @@ operators mean *no* span matches), and assessments compared as SQLite compares
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,14 @@ import pyarrow.compute as pc
 from spanlake.exporter.records import Assessment
 from spanlake.exporter.store.filter import And, Comparison, Node, Or, like_to_regex
 
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+}
 _POSITIVE = {"!=": "=", "NOT LIKE": "LIKE", "NOT ILIKE": "ILIKE", "NOT IN": "IN"}
 _SPAN_COLUMN = {
     "name": "name",
@@ -106,14 +115,7 @@ def sql_compare(left: Any, op: str, right: Any) -> bool:
     lr, rr = _rank(left), _rank(right)
     key_l: Any = left if lr == rr else lr
     key_r: Any = right if lr == rr else rr
-    return {
-        "=": key_l == key_r,
-        "!=": key_l != key_r,
-        "<": key_l < key_r,
-        ">": key_l > key_r,
-        "<=": key_l <= key_r,
-        ">=": key_l >= key_r,
-    }[op]
+    return bool(_OPERATORS[op](key_l, key_r))
 
 
 def _sql_text(value: Any) -> str:
@@ -159,7 +161,9 @@ class Evaluator:
             return compare_array(values, c.op, c.value)
         op = _POSITIVE.get(c.op, c.op)
         if f.kind in ("model", "provider"):
-            hit = _any_element(t.column("models" if f.kind == "model" else "providers"), op, c.value)
+            hit = _any_element(
+                t.column("models" if f.kind == "model" else "providers"), op, c.value
+            )
             return pc.invert(hit) if c.negative else hit
         if f.kind == "span":
             ids = self._span_trace_ids(f.key, f.attr, op, c.value)
@@ -175,7 +179,9 @@ class Evaluator:
             return pc.unique(pc.filter(spans.column("trace_id"), hit))
         spans = self.read_spans(["attributes"])
         # Only rows mentioning the key can match; parse just those.
-        candidates = spans.filter(pc.match_substring(spans.column("attributes"), orjson.dumps(attr).decode()))
+        candidates = spans.filter(
+            pc.match_substring(spans.column("attributes"), orjson.dumps(attr).decode())
+        )
         ids = set()
         for trace_id, text in zip(
             candidates.column("trace_id").to_pylist(),
@@ -199,9 +205,7 @@ class Evaluator:
         return pc.and_(pc.invert(hit), having)
 
 
-def order_indices(
-    table: pa.Table, order: Sequence[tuple[str, bool]], limit: int
-) -> pa.Array:
+def order_indices(table: pa.Table, order: Sequence[tuple[str, bool]], limit: int) -> pa.Array:
     """Row indices of the first ``limit`` rows in order (nulls last, then trace_id ASC)."""
     keys: list[tuple[str, str]] = []
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"trace_id": table.column("trace_id")}
@@ -209,7 +213,10 @@ def order_indices(
         column = table.column(name)
         columns[f"_null{n}"] = pc.is_null(column).cast(pa.int8())
         columns[f"_key{n}"] = column
-        keys += [(f"_null{n}", "ascending"), (f"_key{n}", "ascending" if ascending else "descending")]
+        keys += [
+            (f"_null{n}", "ascending"),
+            (f"_key{n}", "ascending" if ascending else "descending"),
+        ]
     keys.append(("trace_id", "ascending"))
     sortable = pa.table(columns)
     if limit >= table.num_rows:

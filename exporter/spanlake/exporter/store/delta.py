@@ -28,7 +28,13 @@ from spanlake.exporter.store._lake import PARTITIONED, LakeBackend, LakeStore
 from spanlake.exporter.store.uri import StoreURI
 
 try:
-    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+    from deltalake import (
+        CommitProperties,
+        DeltaTable,
+        Transaction,
+        WriterProperties,
+        write_deltalake,
+    )
     from deltalake.exceptions import DeltaError, TableNotFoundError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the delta store needs 'deltalake' (pip install 'spanlake[lake]')") from exc
@@ -192,7 +198,9 @@ def open_delta_store(uri: StoreURI) -> LakeStore:
         scheme = _BACKEND_SCHEMES.get(uri.backend)
         if scheme is None:
             known = ", ".join(sorted(_BACKEND_SCHEMES))
-            raise ConfigError(f"Unknown object store {uri.backend!r} in {uri.raw!r}; known: {known}")
+            raise ConfigError(
+                f"Unknown object store {uri.backend!r} in {uri.raw!r}; known: {known}"
+            )
         return LakeStore(
             DeltaBackend(f"{scheme}://{uri.path}", storage_options_from_env()), uri.raw
         )
