@@ -251,48 +251,56 @@ class ChatStreamState:
         self.choices: dict[int, _ChoiceState] = {}
 
     def add(self, chunk: Any) -> str | None:
-        """Fold one chunk in; return its text (first choice) for the chunk event."""
+        """Fold one chunk in; return its text (first choice) for the chunk event.
+
+        Chunks are SDK models (every field present, maybe None), so plain ``getattr`` is
+        enough on this per-chunk path.
+        """
         text: str | None = None
         if self.id is None:
             self.id = as_str(attr(chunk, "id"))
             self.model = as_str(attr(chunk, "model"))
             self.extras = _extras(chunk)
-        usage = attr(chunk, "usage")
+        usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
-        for choice in attr(chunk, "choices") or ():
-            index = as_int(attr(choice, "index")) or 0
+        for choice in getattr(chunk, "choices", None) or ():
+            index = getattr(choice, "index", 0) or 0
             state = self.choices.get(index)
             if state is None:
                 state = self.choices[index] = _ChoiceState()
-            delta = attr(choice, "delta")
-            content = attr(delta, "content")
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None)
             if content:
                 if self.capture:
                     state.text.append(content)
                 if text is None:
                     text = content
-            refusal = attr(delta, "refusal")
+            refusal = getattr(delta, "refusal", None)
             if refusal and self.capture:
                 state.refusal.append(refusal)
-            for call in attr(delta, "tool_calls") or ():
-                slot = state.tool_calls.setdefault(
-                    as_int(attr(call, "index")) or 0, [None, None, []]
-                )
-                call_id = attr(call, "id")
-                if call_id:
-                    slot[0] = call_id
-                function = attr(call, "function")
-                name = attr(function, "name")
-                if name:
-                    slot[1] = name
-                arguments = attr(function, "arguments")
-                if arguments:
-                    slot[2].append(arguments)
-            finish = attr(choice, "finish_reason")
+            calls = getattr(delta, "tool_calls", None)
+            if calls:
+                self._add_tool_calls(state, calls)
+            finish = getattr(choice, "finish_reason", None)
             if finish:
                 state.finish_reason = str(finish)
         return text
+
+    @staticmethod
+    def _add_tool_calls(state: _ChoiceState, calls: Any) -> None:
+        for call in calls:
+            slot = state.tool_calls.setdefault(getattr(call, "index", 0) or 0, [None, None, []])
+            call_id = getattr(call, "id", None)
+            if call_id:
+                slot[0] = call_id
+            function = getattr(call, "function", None)
+            name = getattr(function, "name", None)
+            if name:
+                slot[1] = name
+            arguments = getattr(function, "arguments", None)
+            if arguments:
+                slot[2].append(arguments)
 
     def response(self) -> Response:
         ordered = [self.choices[i] for i in sorted(self.choices)]

@@ -272,28 +272,37 @@ class ResponsesAccumulator:
         self.error: tuple[str, str] | None = None
 
     def add(self, event: Any) -> str | None:
-        kind = attr(event, "type")
+        kind = getattr(event, "type", None)
         if kind == "response.output_text.delta":
-            delta = attr(event, "delta")
+            delta = getattr(event, "delta", None)
             if self._capture and isinstance(delta, str):
-                self.pieces.setdefault(as_int(attr(event, "output_index")) or 0, []).append(delta)
+                self.pieces.setdefault(as_int(getattr(event, "output_index", 0)) or 0, []).append(
+                    delta
+                )
             return delta if isinstance(delta, str) else None
         if kind == "response.function_call_arguments.delta":
-            delta = attr(event, "delta")
+            delta = getattr(event, "delta", None)
             if self._capture and isinstance(delta, str):
-                self.pieces.setdefault(as_int(attr(event, "output_index")) or 0, []).append(delta)
+                self.pieces.setdefault(as_int(getattr(event, "output_index", 0)) or 0, []).append(
+                    delta
+                )
             return None
         if kind in {"response.output_item.added", "response.output_item.done"}:
-            self.items[as_int(attr(event, "output_index")) or 0] = attr(event, "item")
+            self.items[as_int(getattr(event, "output_index", 0)) or 0] = getattr(
+                event, "item", None
+            )
         elif kind in {"response.created", "response.in_progress"}:
-            response = attr(event, "response")
+            response = getattr(event, "response", None)
             self.id = as_str(attr(response, "id"))
             self.model = as_str(attr(response, "model"))
         elif kind in {"response.completed", "response.incomplete", "response.failed"}:
-            self.final = attr(event, "response")
+            self.final = getattr(event, "response", None)
             self.error = failure(self.final)
         elif kind == "error":
-            self.error = (str(attr(event, "code") or "error"), str(attr(event, "message") or ""))
+            self.error = (
+                str(getattr(event, "code", None) or "error"),
+                str(getattr(event, "message", None) or ""),
+            )
         return None
 
     def response(self) -> Response:
