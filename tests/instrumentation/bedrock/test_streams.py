@@ -477,3 +477,31 @@ def test_time_to_first_chunk_skips_nothing(
     list(response["stream"])
     a = attrs(one_span())
     assert 0 < a["gen_ai.response.time_to_first_chunk"] < 5
+
+
+@pytest.mark.parametrize("mode", ["NO_CONTENT", "EVENT_ONLY"])
+def test_stream_without_span_content(
+    api: Api,
+    client: Any,
+    fake: FakeBedrock,
+    instrumented: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", mode)
+    fake.enqueue(api.reply())
+    assert "".join(api.text_of(e) for e in api.call(client)[api.key]) == TEXT
+    span = only_span(instrumented)
+    a = attrs(span)
+    assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & a.keys()
+    chunks = [e for e in span.events if e.name == "spanlake.stream.chunk"]
+    assert chunks and all("content" not in (e.attributes or {}) for e in chunks)
+    assert a["gen_ai.usage.output_tokens"] == 5  # usage and finish reasons whatever the mode
+    assert a["gen_ai.response.finish_reasons"] == ("end_turn",)
+    details = [e for e in span.events if e.name == "gen_ai.client.inference.operation.details"]
+    if mode == "EVENT_ONLY":
+        (event,) = details
+        output = json.loads(str((event.attributes or {})["gen_ai.output.messages"]))
+        assert output[0]["parts"] == [{"type": "text", "content": TEXT}]
+    else:
+        assert details == []
