@@ -85,8 +85,8 @@ CREATE TABLE IF NOT EXISTS spans (
     client_request_id TEXT,
     PRIMARY KEY (trace_id, span_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS spans_model ON spans (model, trace_id);
-CREATE INDEX IF NOT EXISTS spans_name ON spans (name, trace_id);
+-- No secondary span indexes: span-level filters run as EXISTS subqueries on the
+-- (trace_id, span_id) primary-key prefix, and every extra B-tree slows each insert.
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     experiment_id INTEGER NOT NULL,
@@ -174,6 +174,8 @@ _POSITIVE = {"!=": "=", "NOT LIKE": "LIKE", "NOT ILIKE": "ILIKE", "NOT IN": "IN"
 
 
 def _dumps(value: Any) -> str:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
@@ -274,6 +276,7 @@ class SQLiteStore(Store):
         self._experiment_ids: dict[str, int] = {}
         self._experiment_names: dict[int, str] = {}
         self._closed = False
+        self._resource_cache: tuple[dict[str, Any], str] | None = None
         self._pid = os.getpid()
         conn = self._conn()
         self._retrying(lambda: conn.executescript(_SCHEMA))
@@ -389,19 +392,44 @@ class SQLiteStore(Store):
         if not spans:
             return 0
         conn = self._conn()
+        trace_ids = list(dict.fromkeys(s.trace_id for s in spans))
 
         def run() -> int:
             with _transaction(conn):
+                known = self._known_traces(conn, trace_ids)
                 rows = [self._span_row(conn, s) for s in spans]
                 before = conn.total_changes
                 conn.executemany(_INSERT_SPAN, rows)
                 inserted = conn.total_changes - before
                 if inserted:
-                    self._refresh(conn, {s.trace_id for s in spans})
+                    self._refresh(conn, trace_ids, known, spans)
                 return inserted
 
         result: int = self._retrying(run)
         return result
+
+    def _resource_json(self, resource: dict[str, Any]) -> str:
+        """Spans of one process share one resource: encode it once, not per span."""
+        cached = self._resource_cache
+        if cached is not None and cached[0] == resource:
+            return cached[1]
+        text = _dumps(resource)
+        self._resource_cache = (dict(resource), text)
+        return text
+
+    @staticmethod
+    def _known_traces(conn: sqlite3.Connection, trace_ids: Sequence[str]) -> set[str]:
+        """Which of ``trace_ids`` already have stored spans (a trace row exists iff so)."""
+        known: set[str] = set()
+        for chunk in _chunks(trace_ids):
+            known.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT trace_id FROM traces WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return known
 
     def _span_row(self, conn: sqlite3.Connection, s: SpanRecord) -> tuple[Any, ...]:
         u = s.token_usage
@@ -437,7 +465,7 @@ class SQLiteStore(Store):
             *usage,
             _dumps(s.attributes),
             _dumps([e.to_dict() for e in s.events]),
-            _dumps(s.resource),
+            self._resource_json(s.resource),
             s.scope,
             s.service_name,
             _dumps(s.trace_tags),
@@ -445,30 +473,51 @@ class SQLiteStore(Store):
             s.client_request_id,
         )
 
-    def _refresh(self, conn: sqlite3.Connection, trace_ids: set[str]) -> None:
-        """Re-derive the trace records of ``trace_ids`` from all their stored spans."""
+    def _refresh(
+        self,
+        conn: sqlite3.Connection,
+        trace_ids: Sequence[str],
+        known: set[str] = frozenset(),  # type: ignore[assignment]
+        batch: Sequence[SpanRecord] = (),
+    ) -> None:
+        """Re-derive the trace records of ``trace_ids`` from all their stored spans.
+
+        A trace first seen in this batch has exactly the batch's spans (first copy of a
+        duplicated span id wins, as with INSERT OR IGNORE), so it rolls up without a query;
+        traces already stored are re-read in chunked IN queries.
+        """
+        grouped: dict[str, dict[str, SpanRecord]] = {}
+        for span in batch:
+            if span.trace_id not in known:
+                grouped.setdefault(span.trace_id, {}).setdefault(span.span_id, span)
+        stored = [t for t in trace_ids if t in known or t not in grouped]
+        overrides: dict[str, dict[str, str | None]] = {}
+        for chunk in _chunks(stored):
+            marks = ", ".join("?" * len(chunk))
+            for r in conn.execute(
+                "SELECT trace_id, span_id, parent_span_id, experiment_id, name, start_time_ns, "
+                "end_time_ns, status, CASE WHEN parent_span_id IS NULL THEN inputs END, "
+                "CASE WHEN parent_span_id IS NULL THEN outputs END, model, provider, has_usage, "
+                + ", ".join(_USAGE_COLS)
+                + ", service_name, trace_tags, trace_metadata, client_request_id "
+                f"FROM spans WHERE trace_id IN ({marks})",
+                chunk,
+            ):
+                span = self._light_span(conn, r[1:])
+                span.trace_id = r[0]
+                grouped.setdefault(r[0], {})[span.span_id] = span
+            for trace_id, key, value in conn.execute(
+                f"SELECT trace_id, key, value FROM trace_tag_overrides WHERE trace_id IN ({marks})",
+                chunk,
+            ):
+                overrides.setdefault(trace_id, {})[key] = value
         rows = []
         for trace_id in trace_ids:
-            spans = [
-                self._light_span(conn, r)
-                for r in conn.execute(
-                    "SELECT span_id, parent_span_id, experiment_id, name, start_time_ns, end_time_ns, "
-                    "status, CASE WHEN parent_span_id IS NULL THEN inputs END, "
-                    "CASE WHEN parent_span_id IS NULL THEN outputs END, model, provider, has_usage, "
-                    + ", ".join(_USAGE_COLS)
-                    + ", service_name, trace_tags, trace_metadata, client_request_id "
-                    "FROM spans WHERE trace_id = ?",
-                    (trace_id,),
-                )
-            ]
-            for span in spans:
-                span.trace_id = trace_id
-            overrides = dict(
-                conn.execute(
-                    "SELECT key, value FROM trace_tag_overrides WHERE trace_id = ?", (trace_id,)
-                ).fetchall()
-            )
-            info = rollup(spans, tag_overrides=overrides)
+            spans = list(grouped.get(trace_id, {}).values())
+            if not spans:
+                continue
+            overrides_of_trace = overrides.get(trace_id)
+            info = rollup(spans, tag_overrides=overrides_of_trace)
             u = info.token_usage
             rows.append(
                 (
@@ -537,7 +586,7 @@ class SQLiteStore(Store):
                     "INSERT OR REPLACE INTO trace_tag_overrides (trace_id, key, value) VALUES (?, ?, ?)",
                     (trace_id, key, value),
                 )
-                self._refresh(conn, {trace_id})
+                self._refresh(conn, [trace_id], {trace_id})
 
         self._retrying(run)
 
@@ -699,6 +748,12 @@ class SQLiteStore(Store):
             "SELECT * FROM assessments ORDER BY time_ms, assessment_id"
         ):
             yield _assessment(row)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """Slices small enough for SQLite's bound-parameter limit."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def _trace_info(r: tuple[Any, ...]) -> TraceInfo:
