@@ -177,13 +177,35 @@ def test_with_block_exit(
     assert attrs(span)["spanlake.stream.end"] == "closed"
 
 
-def test_exception_in_the_loop(
+class AppError(Exception):
+    pass
+
+
+def test_exception_in_the_loop_with_closing(
     api: Api, client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
 ) -> None:
+    """The app's own error, raised while consuming a stream scoped by ``closing``, is
+    recorded on the span and reaches the app unchanged."""
     fake.enqueue(api.reply())
+    with pytest.raises(AppError, match="app bug") as info:
+        with contextlib.closing(api.call(client)[api.key]) as stream:
+            for _event in stream:
+                raise AppError("app bug")
+    span = only_span(instrumented)
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["error.type"] == "AppError"
+    assert attrs(span)["spanlake.stream.end"] == "error"
+    assert attrs(span)["spanlake.stream.chunks"] == 1
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert (event.attributes or {})["exception.message"] == str(info.value)
 
-    class AppError(Exception):
-        pass
+
+def test_exception_in_a_bare_loop_ends_when_dropped(
+    api: Api, client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
+) -> None:
+    """A bare ``for`` loop tells the stream nothing about the app's error: the span ends,
+    once, with what was consumed, when the stream is let go."""
+    fake.enqueue(api.reply())
 
     def consume() -> None:
         response = api.call(client)
@@ -193,8 +215,8 @@ def test_exception_in_the_loop(
     with pytest.raises(AppError, match="app bug"):
         consume()
     gc.collect()
-    span = only_span(instrumented)  # ended exactly once when the stream was let go
-    assert attrs(span)["spanlake.stream.end"] in {"dropped", "closed"}
+    span = only_span(instrumented)
+    assert attrs(span)["spanlake.stream.end"] == "dropped"
     assert attrs(span)["spanlake.stream.chunks"] == 1
 
 

@@ -7,6 +7,7 @@ says (text, tool-call arguments, stop reason, usage) into a response for the spa
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from spanlake.instrumentation._genai import Response as CoreResponse
@@ -69,8 +70,23 @@ class InvokeAccumulator:
 
 
 class EventStreamProxy(SyncStreamProxy):
-    """The core's stream proxy, but ``with`` fails exactly as on botocore's ``EventStream``
-    (a ``TypeError``) as long as that class is no context manager."""
+    """The core's stream proxy, with two Bedrock specifics:
+
+    - ``with`` fails exactly as on botocore's ``EventStream`` (a ``TypeError``), as long as
+      that class is no context manager;
+    - ``close()`` while an exception is being handled (``with contextlib.closing(stream):``
+      left by an error raised in the loop, or ``close()`` in an ``except`` block) records
+      that exception on the span, like the core's ``with``-exit does for SDK streams.
+    """
+
+    def close(self) -> Any:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            return super().close()
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.fail(exc)
 
     def __enter__(self) -> EventStreamProxy:
         if not hasattr(self.__wrapped__, "__enter__"):
