@@ -174,7 +174,7 @@ _POSITIVE = {"!=": "=", "NOT LIKE": "LIKE", "NOT ILIKE": "ILIKE", "NOT IN": "IN"
 
 
 def _dumps(value: Any) -> str:
-    if value == {} or value == []:  # the common empty tags/metadata/events, not False or 0
+    if type(value) in (dict, list) and not value:  # common empty tags/events; not False/0
         return "[]" if isinstance(value, list) else "{}"
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
