@@ -252,7 +252,7 @@ def test_in_stream_error_event(
     span = only_span(instrumented)
     assert span.status.status_code is StatusCode.ERROR
     assert attrs(span)["spanlake.stream.end"] == "error"
-    assert attrs(span)["error.type"] == "EventStreamError"
+    assert attrs(span)["error.type"] == "modelStreamErrorException"
     assert [e.name for e in span.events].count("exception") == 1
 
 

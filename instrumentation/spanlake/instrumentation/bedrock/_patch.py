@@ -44,6 +44,22 @@ _USAGE_HEADERS = (
 Wrapped = Callable[..., Any]
 
 
+class BedrockInvocation(Invocation):
+    """The core's invocation; ``error.type`` of a botocore ``ClientError`` is its AWS error
+    code, so an in-stream ``EventStreamError`` says ``throttlingException`` (or
+    ``modelStreamErrorException``...) rather than only its Python class."""
+
+    __slots__ = ()
+
+    def fail(self, exc: BaseException, error_type: str | None = None) -> None:
+        if error_type is None:
+            response = getattr(exc, "response", None)
+            error = response.get("Error") if isinstance(response, dict) else None
+            code = error.get("Code") if isinstance(error, dict) else None
+            error_type = code if isinstance(code, str) and code else None
+        super().fail(exc, error_type)
+
+
 class _State:
     """The tracer in use; None after ``uninstrument()`` (the wrapper then passes through,
     which matters when another wrapper sits on top of ours and we cannot unwrap)."""
@@ -96,7 +112,7 @@ def _start(
         stream=stream,
         **parsed.params,
     )
-    inv = Invocation.start(tracer, request, content=cfg)
+    inv = BedrockInvocation.start(tracer, request, content=cfg)
     if inv is not None and cfg.enabled:
         inv.record_input(messages=parsed.messages, system=parsed.system, tools=parsed.tools)
     return inv
