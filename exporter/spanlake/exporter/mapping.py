@@ -27,15 +27,8 @@ from typing import TYPE_CHECKING, Any
 from spanlake.exporter.records import SpanEvent, SpanRecord, TokenUsage
 from spanlake.semconv import gen_ai as g
 from spanlake.semconv import spanlake_attrs as sl
+from spanlake.semconv.dialects import normalize
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
-
-try:  # TODO(lead): drop the fallback once semconv/dialects lands (helper H6).
-    from spanlake.semconv.dialects import normalize
-except ImportError:  # pragma: no cover
-
-    def normalize(attributes: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(attributes)
-
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
