@@ -20,7 +20,7 @@ from spanlake.instrumentation._genai._parts import (
 )
 from spanlake.semconv import gen_ai
 
-from ._types import Request, Response, StreamAggregator, Usage, _int
+from ._types import Request, Response, StreamAggregator, Usage, as_int
 
 #: inferenceConfig key -> semconv key (converse uses camelCase, Nova's invoke body snake_case).
 _PARAMS: dict[str, str] = {
@@ -154,10 +154,10 @@ def usage(raw: Any) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
     return Usage(
-        input_tokens=_int(raw.get("inputTokens")),
-        output_tokens=_int(raw.get("outputTokens")),
-        cache_read=_int(raw.get("cacheReadInputTokens", raw.get("cacheReadInputTokenCount"))),
-        cache_write=_int(raw.get("cacheWriteInputTokens", raw.get("cacheWriteInputTokenCount"))),
+        input_tokens=as_int(raw.get("inputTokens")),
+        output_tokens=as_int(raw.get("outputTokens")),
+        cache_read=as_int(raw.get("cacheReadInputTokens", raw.get("cacheReadInputTokenCount"))),
+        cache_write=as_int(raw.get("cacheWriteInputTokens", raw.get("cacheWriteInputTokenCount"))),
     )
 
 

@@ -26,7 +26,7 @@ from spanlake.instrumentation._genai._parts import (
 from spanlake.semconv import gen_ai
 
 from . import _converse
-from ._types import Request, Response, StreamAggregator, Usage, _int
+from ._types import Request, Response, StreamAggregator, Usage, as_int
 
 Operation = gen_ai.Operation
 
@@ -54,7 +54,7 @@ class ModelFamily:
     name: ClassVar[str] = "unknown"
     #: Substrings of a model id that select this family.
     markers: ClassVar[tuple[str, ...]] = ()
-    #: Body key -> semconv request attribute.
+    #: Body key -> field of the core ``Request`` (``max_tokens``, ``top_p``, ...).
     param_map: ClassVar[dict[str, str]] = {}
 
     def operation(self, body: dict[str, Any]) -> str:
@@ -178,10 +178,10 @@ def _anthropic_usage(raw: Any) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
     return Usage(
-        input_tokens=_int(raw.get("input_tokens")),
-        output_tokens=_int(raw.get("output_tokens")),
-        cache_read=_int(raw.get("cache_read_input_tokens")),
-        cache_write=_int(raw.get("cache_creation_input_tokens")),
+        input_tokens=as_int(raw.get("input_tokens")),
+        output_tokens=as_int(raw.get("output_tokens")),
+        cache_read=as_int(raw.get("cache_read_input_tokens")),
+        cache_write=as_int(raw.get("cache_creation_input_tokens")),
     )
 
 
@@ -249,18 +249,18 @@ class TitanText(ModelFamily):
         results = [r for r in body.get("results") or [] if isinstance(r, dict)]
         first = results[0] if results else {}
         resp = _completion(first.get("outputText"), first.get("completionReason"), content=content)
-        counts = [_int(r.get("tokenCount")) for r in results]
+        counts = [as_int(r.get("tokenCount")) for r in results]
         resp.usage = Usage(
-            input_tokens=_int(body.get("inputTextTokenCount")),
+            input_tokens=as_int(body.get("inputTextTokenCount")),
             output_tokens=sum(c for c in counts if c is not None) if results else None,
         )
         return resp
 
     def on_chunk(self, agg: StreamAggregator, chunk: dict[str, Any]) -> bool:
         usage = agg.response.usage
-        if _int(chunk.get("inputTextTokenCount")) is not None:
+        if as_int(chunk.get("inputTextTokenCount")) is not None:
             usage.input_tokens = chunk["inputTextTokenCount"]
-        if _int(chunk.get("totalOutputTextTokenCount")) is not None:
+        if as_int(chunk.get("totalOutputTextTokenCount")) is not None:
             usage.output_tokens = chunk["totalOutputTextTokenCount"]
         agg.finish(chunk.get("completionReason"))
         text = chunk.get("outputText")
@@ -282,7 +282,7 @@ class TitanEmbed(ModelFamily):
     def response(self, body: dict[str, Any], binary: bool, *, content: bool) -> Response:
         embedding = body.get("embedding")
         return Response(
-            usage=Usage(input_tokens=_int(body.get("inputTextTokenCount"))),
+            usage=Usage(input_tokens=as_int(body.get("inputTextTokenCount"))),
             embedding_dimensions=len(embedding) if isinstance(embedding, list) else None,
         )
 
@@ -316,16 +316,16 @@ class Llama(ModelFamily):
     def response(self, body: dict[str, Any], binary: bool, *, content: bool) -> Response:
         resp = _completion(body.get("generation"), body.get("stop_reason"), content=content)
         resp.usage = Usage(
-            input_tokens=_int(body.get("prompt_token_count")),
-            output_tokens=_int(body.get("generation_token_count")),
+            input_tokens=as_int(body.get("prompt_token_count")),
+            output_tokens=as_int(body.get("generation_token_count")),
         )
         return resp
 
     def on_chunk(self, agg: StreamAggregator, chunk: dict[str, Any]) -> bool:
         usage = agg.response.usage
-        if _int(chunk.get("prompt_token_count")) is not None:
+        if as_int(chunk.get("prompt_token_count")) is not None:
             usage.input_tokens = chunk["prompt_token_count"]
-        if _int(chunk.get("generation_token_count")) is not None:
+        if as_int(chunk.get("generation_token_count")) is not None:
             usage.output_tokens = chunk["generation_token_count"]
         agg.finish(chunk.get("stop_reason"))
         text = chunk.get("generation")
@@ -572,12 +572,13 @@ def _mistral_parts(raw: dict[str, Any]) -> list[Part]:
 
 # --- lookup --------------------------------------------------------------------------------
 # Order matters: the more specific markers first (command-r before command).
+_ANTHROPIC, _TITAN_TEXT, _NOVA, _LLAMA = Anthropic(), TitanText(), Nova(), Llama()
 FAMILIES: tuple[ModelFamily, ...] = (
-    Anthropic(),
+    _ANTHROPIC,
     TitanEmbed(),
-    TitanText(),
-    Nova(),
-    Llama(),
+    _TITAN_TEXT,
+    _NOVA,
+    _LLAMA,
     CohereEmbed(),
     CohereR(),
     Cohere(),
@@ -606,11 +607,11 @@ def family_for(model_id: str, body: Any) -> ModelFamily:
             return family
     if isinstance(body, dict):
         if "anthropic_version" in body:
-            return FAMILIES[0]
+            return _ANTHROPIC
         if "textGenerationConfig" in body or ("inputText" in body and len(body) == 1):
-            return FAMILIES[2]
+            return _TITAN_TEXT
         if "schemaVersion" in body or "inferenceConfig" in body:
-            return FAMILIES[3]
+            return _NOVA
         if "max_gen_len" in body:
-            return FAMILIES[4]
+            return _LLAMA
     return _UNKNOWN

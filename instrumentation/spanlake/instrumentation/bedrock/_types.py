@@ -22,6 +22,8 @@ from spanlake.instrumentation._genai._parts import (
 )
 from spanlake.semconv import gen_ai
 
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read", "cache_write")
+
 
 @dataclass(slots=True)
 class Usage:
@@ -49,9 +51,6 @@ class Usage:
             cache_creation_input_tokens=self.cache_write,
             input_includes_cache=False,
         )
-
-
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read", "cache_write")
 
 
 @dataclass(slots=True)
@@ -92,7 +91,8 @@ class Response:
         )
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """``value`` if it is a real int (not a bool), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -102,10 +102,10 @@ def usage_from_invocation_metrics(payload: dict[str, Any]) -> Usage:
     if not isinstance(metrics, dict):
         return Usage()
     return Usage(
-        input_tokens=_int(metrics.get("inputTokenCount")),
-        output_tokens=_int(metrics.get("outputTokenCount")),
-        cache_read=_int(metrics.get("cacheReadInputTokenCount")),
-        cache_write=_int(metrics.get("cacheWriteInputTokenCount")),
+        input_tokens=as_int(metrics.get("inputTokenCount")),
+        output_tokens=as_int(metrics.get("outputTokenCount")),
+        cache_read=as_int(metrics.get("cacheReadInputTokenCount")),
+        cache_write=as_int(metrics.get("cacheWriteInputTokenCount")),
     )
 
 
