@@ -17,6 +17,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
+
 from spanlake.instrumentation._json import dumps
 from spanlake.semconv import gen_ai as ga
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
@@ -190,6 +191,7 @@ class Invocation:
 
     __slots__ = (
         "_end_lock",
+        "_ended",
         "_event_attrs",
         "_first_chunk_ns",
         "_start_ns",
@@ -206,6 +208,7 @@ class Invocation:
         self._truncated: list[str] | None = None
         self._event_attrs: dict[str, AttributeValue] | None = None
         self._end_lock = threading.Lock()
+        self._ended = False
 
     @classmethod
     def start(
@@ -266,22 +269,26 @@ class Invocation:
         """Record request content (already in the parts schema) per the capture mode."""
         if not self.content.enabled:
             return
+        out: dict[str, AttributeValue] = {}
         if messages is not None:
-            self._content(ga.INPUT_MESSAGES, messages)
+            self._content(out, ga.INPUT_MESSAGES, messages)
         if system:
-            self._content(ga.SYSTEM_INSTRUCTIONS, system)
+            self._content(out, ga.SYSTEM_INSTRUCTIONS, system)
         if tools:
-            self._content(ga.TOOL_DEFINITIONS, tools)
+            self._content(out, ga.TOOL_DEFINITIONS, tools)
+        if out:
+            self.span.set_attributes(out)
 
-    def _content(self, key: str, value: Any) -> None:
+    def _content(self, out: dict[str, AttributeValue], key: str, value: Any) -> None:
+        """Encode one content value (capped) into ``out`` and/or the pending event."""
         text, original = dumps(value, self.content.max_bytes)
         if original is not None:
             if self._truncated is None:
                 self._truncated = []
             self._truncated.append(f"{key}:{original}")
-            self.span.set_attribute(TRUNCATED, list(self._truncated))
+            out[TRUNCATED] = list(self._truncated)
         if self.content.on_span:
-            self.span.set_attribute(key, text)
+            out[key] = text
         if self.content.on_event:
             if self._event_attrs is None:
                 self._event_attrs = {}
@@ -299,25 +306,27 @@ class Invocation:
     # --- ending ---------------------------------------------------------------------------
     @property
     def ended(self) -> bool:
-        return self._end_lock.locked()
+        return self._ended
 
     @contained
     def set_response(self, response: Response) -> None:
         """Set response attributes and output content (the span stays open)."""
-        span = self.span
+        out: dict[str, AttributeValue] = {}
         if response.id:
-            span.set_attribute(ga.RESPONSE_ID, response.id)
+            out[ga.RESPONSE_ID] = response.id
         if response.model:
-            span.set_attribute(ga.RESPONSE_MODEL, response.model)
+            out[ga.RESPONSE_MODEL] = response.model
         reasons = _str_list(response.finish_reasons)
         if reasons:
-            span.set_attribute(ga.RESPONSE_FINISH_REASONS, reasons)
+            out[ga.RESPONSE_FINISH_REASONS] = reasons
         if response.usage is not None:
-            span.set_attributes(response.usage.attributes())
+            out.update(response.usage.attributes())
         if response.attributes:
-            span.set_attributes(response.attributes)
+            out.update(response.attributes)
         if response.output_messages is not None and self.content.enabled:
-            self._content(ga.OUTPUT_MESSAGES, response.output_messages)
+            self._content(out, ga.OUTPUT_MESSAGES, response.output_messages)
+        # One call, one lock: each SDK set_attribute takes the span's lock separately.
+        self.span.set_attributes(out)
 
     def finish(self, response: Response | None = None) -> None:
         """Record ``response`` (if any) and end the span with status OK-by-default; once only."""
@@ -343,6 +352,7 @@ class Invocation:
         """End the span exactly once (later calls, from any thread, do nothing)."""
         if not self._end_lock.acquire(blocking=False):
             return
+        self._ended = True
         if self._event_attrs:
             self.span.add_event(ga.EVENT_CLIENT_INFERENCE_OPERATION_DETAILS, self._event_attrs)
         self.span.end()

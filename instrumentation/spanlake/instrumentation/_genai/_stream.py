@@ -12,6 +12,7 @@ through to the wrapped stream (``wrapt.ObjectProxy``).
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -21,6 +22,8 @@ from opentelemetry.util.types import AttributeValue
 
 from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
 from ._safe import contained
+
+_logger = logging.getLogger("spanlake.instrumentation")
 
 ENV_MAX_CHUNK_EVENTS: Final = "SPANLAKE_MAX_CHUNK_EVENTS"
 DEFAULT_MAX_CHUNK_EVENTS: Final = 128
@@ -67,21 +70,23 @@ class StreamState:
         self.max_events = _max_chunk_events()
         self.finalizer: weakref.finalize[Any, Any] | None = None
 
-    @contained
     def on_chunk(self, chunk: Any) -> None:
-        inv = self.invocation
-        if inv.ended:
-            return
-        index = self.chunks
-        self.chunks = index + 1
-        if index == 0:
-            inv.mark_first_chunk()
-        text = self.accumulator.add(chunk)
-        if index < self.max_events:
-            attrs: dict[str, AttributeValue] = {"index": index}
-            if text and inv.content.on_span:
-                attrs["content"] = text[:_MAX_EVENT_TEXT]
-            inv.span.add_event(CHUNK_EVENT, attrs)
+        try:
+            inv = self.invocation
+            if inv._ended:
+                return
+            index = self.chunks
+            self.chunks = index + 1
+            if index == 0:
+                inv.mark_first_chunk()
+            text = self.accumulator.add(chunk)
+            if index < self.max_events:
+                attrs: dict[str, AttributeValue] = {"index": index}
+                if text and inv.content.on_span:
+                    attrs["content"] = text[:_MAX_EVENT_TEXT]
+                inv.span.add_event(CHUNK_EVENT, attrs)
+        except Exception:
+            _logger.debug("spanlake stream chunk hook failed", exc_info=True)
 
     @contained
     def finish(self, how: str) -> None:

@@ -87,42 +87,37 @@ class AnthropicAccumulator:
                 setattr(old, name, value)
 
     def add(self, chunk: Any) -> str | None:
-        kind = get(chunk, "type")
+        # Stream events are SDK models: plain attribute reads keep the per-chunk cost low.
+        kind = getattr(chunk, "type", None)
         if kind == "content_block_delta":
-            delta = get(chunk, "delta")
-            dkind = get(delta, "type")
-            block = self._blocks.get(get(chunk, "index", 0))
+            delta = chunk.delta
+            dkind = getattr(delta, "type", None)
             if dkind == "text_delta":
-                text = str(get(delta, "text") or "")
-                if block is not None and self._cfg.enabled:
-                    block.text.append(text)
-                return text
-            if dkind == "input_json_delta":
-                partial = str(get(delta, "partial_json") or "")
-                if block is not None and self._cfg.enabled:
-                    block.json.append(partial)
-                return partial
-            if dkind == "thinking_delta":
-                thinking = str(get(delta, "thinking") or "")
-                if block is not None and self._cfg.enabled:
-                    block.text.append(thinking)
-                return thinking
-            return None
+                text: str = delta.text or ""
+            elif dkind == "input_json_delta":
+                text = delta.partial_json or ""
+            elif dkind == "thinking_delta":
+                text = delta.thinking or ""
+            else:
+                return None
+            if self._cfg.enabled:
+                block = self._blocks.get(chunk.index)
+                if block is not None:
+                    (block.json if dkind == "input_json_delta" else block.text).append(text)
+            return text
         if kind == "content_block_start":
-            self._blocks[get(chunk, "index", len(self._blocks))] = _Block(
-                get(chunk, "content_block")
-            )
+            self._blocks[chunk.index] = _Block(chunk.content_block)
         elif kind == "message_start":
-            msg = get(chunk, "message")
-            self._id = get(msg, "id")
-            self._model = get(msg, "model")
-            self._role = str(get(msg, "role") or "assistant")
-            self._merge_usage(get(msg, "usage"))
+            msg = chunk.message
+            self._id = getattr(msg, "id", None)
+            self._model = getattr(msg, "model", None)
+            self._role = str(getattr(msg, "role", None) or "assistant")
+            self._merge_usage(getattr(msg, "usage", None))
         elif kind == "message_delta":
-            stop = get(get(chunk, "delta"), "stop_reason")
+            stop = getattr(chunk.delta, "stop_reason", None)
             if stop:
                 self._stop = str(stop)
-            self._merge_usage(get(chunk, "usage"))
+            self._merge_usage(getattr(chunk, "usage", None))
         return None
 
     def response(self) -> Response:

@@ -30,17 +30,18 @@ from spanlake.instrumentation._genai import (
 )
 from spanlake.semconv.gen_ai import Operation, Provider
 
+_SENTINELS = frozenset({"Omit", "NotGiven"})
+
 
 def get(obj: Any, name: str, default: Any = None) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; ``default`` when missing/omitted."""
     if isinstance(obj, Mapping):
         value = obj.get(name, default)
-    else:
-        value = getattr(obj, name, default)
-    # The SDK's ``omit``/``NOT_GIVEN`` sentinels are falsy singletons that are not None.
-    if value is not None and type(value).__name__ in ("Omit", "NotGiven"):
-        return default
-    return value
+        # Keyword arguments may carry the SDK's ``omit``/``NOT_GIVEN`` sentinels.
+        if value is not None and type(value).__name__ in _SENTINELS:
+            return default
+        return value
+    return getattr(obj, name, default)
 
 
 # --- request ------------------------------------------------------------------------------
