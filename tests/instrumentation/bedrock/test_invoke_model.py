@@ -484,3 +484,22 @@ def test_body_cut_short_app_sees_the_same_error_on_its_read(
     span = one_span()
     assert span.status.status_code is StatusCode.ERROR
     assert attrs(span)["error.type"] == "ResponseStreamingError"
+
+
+def test_a_parser_bug_is_not_an_app_error(
+    client: Any, one_span: Callable[[], ReadableSpan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spanlake.instrumentation.bedrock import _families
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("telemetry bug")
+
+    monkeypatch.setattr(_families.Llama, "response", broken)
+    monkeypatch.setattr(_families.Llama, "request", broken)
+    response = client.invoke_model(
+        modelId="meta.llama3-8b-instruct-v1:0", body=json.dumps({"prompt": "still fine"})
+    )
+    assert json.loads(response["body"].read())["generation"] == "Echo: still fine"
+    span = one_span()
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)["gen_ai.usage.input_tokens"] > 0  # headers still read

@@ -158,9 +158,8 @@ def _converse_call(
     params: dict[str, Any] = args[1]
     cfg = content_config()
     parsed = safe_invoke(_converse.request, params, cfg.binary, content=cfg.enabled)
-    inv = None
-    if parsed is not None:
-        inv = safe_invoke(_start, tracer, instance, params.get("modelId"), parsed, stream, cfg)
+    parsed = parsed or Request(gen_ai.Operation.CHAT)  # a parser bug never costs the span
+    inv = safe_invoke(_start, tracer, instance, params.get("modelId"), parsed, stream, cfg)
     if inv is None:
         return wrapped(*args, **kwargs)
     result = inv.run(wrapped, *args, **kwargs)
@@ -203,7 +202,9 @@ def _parse_invoke(params: dict[str, Any], cfg: ContentConfig) -> tuple[ModelFami
     family = family_for(model if isinstance(model, str) else "", body)
     if not isinstance(body, dict):
         return family, None, Request(gen_ai.Operation.GENERATE_CONTENT)
-    return family, body, family.request(body, cfg.binary, content=cfg.enabled)
+    request = safe_invoke(family.request, body, cfg.binary, content=cfg.enabled)
+    # A parser bug costs the request details, never the span.
+    return family, body, request or Request(gen_ai.Operation.GENERATE_CONTENT)
 
 
 def _read_body(result: dict[str, Any]) -> bytes | None:
@@ -248,9 +249,9 @@ def _header_usage(result: dict[str, Any]) -> Usage:
 
 
 def _invoke_response(
-    result: dict[str, Any], family: ModelFamily, cfg: ContentConfig
-) -> Response | None:
-    data = _read_body(result)
+    data: bytes | None, result: dict[str, Any], family: ModelFamily, cfg: ContentConfig
+) -> Response:
+    """The model's answer from the body bytes, token counts completed from the headers."""
     response: Response | None = None
     if data:
         try:
@@ -258,7 +259,7 @@ def _invoke_response(
         except ValueError:
             body = None
         if isinstance(body, dict):
-            response = family.response(body, cfg.binary, content=cfg.enabled)
+            response = safe_invoke(family.response, body, cfg.binary, content=cfg.enabled)
     response = response or Response()
     response.usage.merge(_header_usage(result))
     return response
@@ -287,11 +288,12 @@ def _invoke_call(
         _proxy(inv, result, "body", InvokeAccumulator(family, cfg.enabled))
         return result
     try:
-        response = _invoke_response(result, family, cfg)
+        data = _read_body(result)
     except Exception as exc:
         # Reading the body failed (network): the app's own read will raise the same error.
         inv.fail(exc)
         return result
+    response = safe_invoke(_invoke_response, data, result, family, cfg)
     safe_invoke(_finish, inv, response, result)
     inv.finish()
     return result
