@@ -118,7 +118,7 @@ def test_get_current_active_span_sees_foreign_otel_spans() -> None:
         current = get_current_active_span()
         assert current is not None
         assert current.otel_span is foreign
-        assert current.span_type is None
+        assert current.span_type == "UNKNOWN"
 
 
 def test_update_current_trace_sets_trace_level_attributes(

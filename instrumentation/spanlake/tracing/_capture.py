@@ -51,6 +51,12 @@ def capture(value: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, int | 
     Returns ``(json_text, original_size)``; ``original_size`` is None when nothing was cut,
     else the (estimated) size of the full encoding, for the ``spanlake.truncated`` marker.
     """
+    kind = type(value)
+    if kind is bool or kind is int or kind is float or value is None:
+        try:
+            return orjson.dumps(value).decode(), None
+        except Exception:
+            return _json.dumps(value, max_bytes)
     try:
         text, full, cut = _encode(value, max_bytes, 0)
         size = len(text) if text.isascii() else len(text.encode("utf-8"))

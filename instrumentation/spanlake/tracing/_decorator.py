@@ -157,12 +157,16 @@ class _Recipe:
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
         """Start the call's span (not yet current); None if telemetry failed."""
         try:
-            attributes = dict(self.attributes)
-            text, original = capture(self.binder.bind(args, kwargs))
-            attributes[spanlake_attrs.SPAN_INPUTS] = text
-            if original is not None:
-                attributes[spanlake_attrs.TRUNCATED] = [f"{spanlake_attrs.SPAN_INPUTS}:{original}"]
-            return _lifecycle.tracer().start_span(self.name, attributes=attributes)
+            attributes = self.attributes
+            bound = self.binder.bind(args, kwargs)
+            if bound:  # a call without arguments records no inputs rather than "{}"
+                attributes = dict(attributes)
+                text, original = capture(bound)
+                attributes[spanlake_attrs.SPAN_INPUTS] = text
+                if original is not None:
+                    mark = f"{spanlake_attrs.SPAN_INPUTS}:{original}"
+                    attributes[spanlake_attrs.TRUNCATED] = [mark]
+            return _lifecycle.tracer().start_span(self.name, attributes=attributes or None)
         except Exception:
             logger.debug("spanlake: could not start span %r", self.name, exc_info=True)
             return None
@@ -191,6 +195,9 @@ def _end(
     if span is None:
         return
     try:
+        if encoded is None and outputs is None:
+            _end_only(span)  # None records nothing: an absent output reads as null
+            return
         value = encoded if encoded is not None else capture(outputs)
         _lifecycle.set_encoded(span, spanlake_attrs.SPAN_OUTPUTS, value)
     except Exception:

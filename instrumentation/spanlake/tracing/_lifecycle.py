@@ -49,6 +49,8 @@ def _type_attributes(span_type: SpanType | str) -> tuple[tuple[str, str], ...]:
     known = coerce_span_type(span_type)
     # Like MLflow, a custom type string is kept as given rather than folded into UNKNOWN.
     value = known.value if known is not SpanType.UNKNOWN else str(span_type) or "UNKNOWN"
+    if value == SpanType.UNKNOWN.value:
+        return ()  # absent means UNKNOWN to the mapping; one attribute less per span
     pairs = [(spanlake_attrs.SPAN_TYPE, value)]
     operation = operation_from_span_type(known)
     if operation:

@@ -12,7 +12,8 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from spanlake.semconv import spanlake_attrs
+from spanlake.semconv import gen_ai, spanlake_attrs
+from spanlake.semconv.span_type import SpanType, span_type_from_operation
 from spanlake.tracing import _lifecycle
 from spanlake.tracing._lifecycle import logger
 
@@ -57,9 +58,14 @@ class LiveSpan:
         return str(getattr(self._span, "name", ""))
 
     @property
-    def span_type(self) -> str | None:
-        value = (getattr(self._span, "attributes", None) or {}).get(spanlake_attrs.SPAN_TYPE)
-        return None if value is None else str(value)
+    def span_type(self) -> str:
+        """As the store will read it: ours, else implied by ``gen_ai.operation.name``."""
+        attributes = getattr(self._span, "attributes", None) or {}
+        value = attributes.get(spanlake_attrs.SPAN_TYPE)
+        if value is not None:
+            return str(value)
+        implied = span_type_from_operation(attributes.get(gen_ai.OPERATION_NAME))
+        return (implied or SpanType.UNKNOWN).value
 
     # --- recording ------------------------------------------------------------------------
     def set_inputs(self, inputs: Any) -> None:
