@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 import pytest
 import wrapt
-from anthropic.resources.messages.messages import AsyncMessages, Messages
+from anthropic.resources.messages import AsyncMessages, Messages
 from anthropic.types import MessageParam
 from fakes.anthropic_server import FakeAnthropic
 from opentelemetry.instrumentation.auto_instrumentation import _load
@@ -146,4 +146,4 @@ def test_warns_when_sdk_method_already_wrapped(
         inst.uninstrument()
     finally:
         Messages.create = original  # type: ignore[method-assign]
-    assert "wrapt wrapper on anthropic.resources.messages.messages.Messages.create" in caplog.text
+    assert "wrapt wrapper on anthropic.resources.messages.Messages.create" in caplog.text

@@ -9,7 +9,7 @@ Traced: ``messages.create`` (sync/async, ``stream=True``), ``messages.parse``, t
 ``instrument()`` are traced too.
 
 One span per call, ours: anthropic >= 2 traces itself; while instrumented we replace its
-call span for the calls above (see :mod:`._wrappers`), so the user sees exactly one LLM
+call span for the calls above (see :mod:`._call`), so the user sees exactly one LLM
 span with all our attributes, and the SDK still propagates ``traceparent`` (ours).
 """
 
@@ -26,19 +26,15 @@ from wrapt import wrap_function_wrapper
 
 from spanlake.instrumentation._genai import warn_if_peers_active
 
-from ._wrappers import (
-    Switch,
-    async_create_wrapper,
-    create_wrapper,
-    native_span_wrapper,
-    stream_wrapper,
-)
+from ._call import Switch, native_span_wrapper
+from ._wrappers import async_create_wrapper, create_wrapper, stream_wrapper
 from .package import _instruments
 
 __all__ = ["AnthropicInstrumentor"]
 
-_MESSAGES: Final = "anthropic.resources.messages.messages"
-_BETA_MESSAGES: Final = "anthropic.resources.beta.messages.messages"
+# Package paths that re-export the classes in every supported SDK version.
+_MESSAGES: Final = "anthropic.resources.messages"
+_BETA_MESSAGES: Final = "anthropic.resources.beta.messages"
 _NATIVE: Final = ("anthropic._base_client", "start_api_call_span")
 
 #: (module, "Class.method", kind) for every patched SDK method.
