@@ -120,6 +120,9 @@ def test_converse_span_carries_request_response_and_content(
 def test_usage_input_tokens_include_cache_read_and_write(
     client: Any, fake: FakeBedrock, one_span: Callable[[], ReadableSpan]
 ) -> None:
+    usage_shape = client.meta.service_model.shape_for("TokenUsage")
+    if "cacheReadInputTokens" not in usage_shape.members:
+        pytest.skip("this botocore predates Bedrock prompt caching")
     fake.enqueue(
         converse_reply(
             [{"text": "cached"}],
@@ -351,9 +354,10 @@ def test_other_services_and_operations_pass_through(
     )
     with pytest.raises(ResponseParserError):
         sts.get_caller_identity()  # the fake does not speak STS: the error is STS's own
-    with pytest.raises(client.exceptions.ValidationException):
-        client.count_tokens(modelId=CLAUDE, input={"converse": {"messages": [user("x")]}})
-    assert fake.requests[-1].operation == "count-tokens"  # the call really went out
+    if hasattr(client, "count_tokens"):  # newer botocore: an untraced bedrock-runtime operation
+        with pytest.raises(client.exceptions.ValidationException):
+            client.count_tokens(modelId=CLAUDE, input={"converse": {"messages": [user("x")]}})
+        assert fake.requests[-1].operation == "count-tokens"  # the call really went out
     assert instrumented.get_finished_spans() == ()
 
 

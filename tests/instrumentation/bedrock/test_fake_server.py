@@ -106,6 +106,6 @@ def test_in_stream_exception_frame_becomes_event_stream_error(
 
 
 def test_error_reply_maps_to_modeled_exception(client: Any, fake: FakeBedrock) -> None:
-    fake.enqueue(ErrorReply("ServiceUnavailableException", 503, "try later"))
-    with pytest.raises(client.exceptions.ServiceUnavailableException, match="try later"):
+    fake.enqueue(ErrorReply("InternalServerException", 500, "try later"))
+    with pytest.raises(client.exceptions.InternalServerException, match="try later"):
         client.invoke_model(modelId="meta.llama3-8b-instruct-v1:0", body=b"{}")
