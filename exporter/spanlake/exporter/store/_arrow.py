@@ -160,19 +160,19 @@ def utc_date(time_ns: int) -> str:
     return text
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _dict_json(value: Mapping[str, Any]) -> bytes | None:
+def _dict_json(value: Mapping[str, Any]) -> str | None:
     return dumps(value) if value else None
 
 
 def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
     """SpanRecords -> one Arrow table in :data:`SPANS_SCHEMA` (columnar build: the hot path)."""
-    resources: dict[int, bytes] = {}  # spans of one process share their resource dict
+    resources: dict[int, str] = {}  # spans of one process share their resource dict
 
-    def resource_json(r: Mapping[str, Any]) -> bytes | None:
+    def resource_json(r: Mapping[str, Any]) -> str | None:
         if not r:
             return None
         key = id(r)

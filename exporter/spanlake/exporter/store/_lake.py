@@ -27,6 +27,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ PARTITIONED = frozenset({SPANS, TRACES})
 CACHE_MAX_SPANS = 200_000
 #: How long a span file's trace ids are remembered: a writer finishes its trace rows well
 #: within this, after which the trace rows themselves say how many spans a trace has.
-RECENT_FILE_SECONDS = 600.0
+RECENT_FILE_SECONDS = 120.0
 RECENT_FILES_MAX = 5_000
 
 
@@ -114,11 +115,8 @@ def subset(dataset: ds.FileSystemDataset, paths: Iterable[str]) -> ds.FileSystem
 
 def batch_txn_id(spans: Sequence[SpanRecord]) -> str:
     """Idempotency key of a batch: the same spans give the same id, whatever their order."""
-    digest = hashlib.sha256()
-    for key in sorted(f"{s.trace_id}:{s.span_id}" for s in spans):
-        digest.update(key.encode())
-        digest.update(b"\n")
-    return "spanlake-" + digest.hexdigest()[:40]
+    keys = sorted({f"{s.trace_id}:{s.span_id}" for s in spans})
+    return "spanlake-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
 
 
 @dataclass
@@ -165,10 +163,12 @@ class LakeStore(Store):
         self.backend = backend
         self.uri = uri
         self._lock = threading.RLock()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanlake-lake-io")
         self._closed = False
         # spans: files whose trace ids we read, recent files' trace ids, light-span LRU
         self._span_files_seen: set[str] = set()
         self._recent: deque[tuple[float, str, frozenset[str]]] = deque()
+        self._recent_index: dict[str, set[str]] = {}
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._known_spans = 0
         # traces: row chunks + the winning row per trace; materialised lazily for queries
@@ -253,43 +253,74 @@ class LakeStore(Store):
 
     # -- span bookkeeping ----------------------------------------------------------------
     def _refresh_span_files(self) -> None:
-        """Remember the trace ids of span files written since we last looked."""
+        """Index the trace ids of span files that appeared since we last looked. A file
+        holding only spans this process already caches (its own) is marked as loaded."""
         new = self._new_files(SPANS, self._span_files_seen)
         now = time.monotonic()
         if new is not None:
             for fragment in new.get_fragments():
-                ids = fragment.to_table(columns=["trace_id"]).column("trace_id")
-                self._recent.append((now, fragment.path, frozenset(pc.unique(ids).to_pylist())))
+                keys = fragment.to_table(columns=["trace_id", "span_id"])
+                self._index_file(fragment.path, keys, now)
         while self._recent and (
             now - self._recent[0][0] > RECENT_FILE_SECONDS or len(self._recent) > RECENT_FILES_MAX
         ):
-            self._recent.popleft()
+            _, path, ids = self._recent.popleft()
+            for trace_id in ids:
+                paths = self._recent_index.get(trace_id)
+                if paths is not None:
+                    paths.discard(path)
+                    if not paths:
+                        del self._recent_index[trace_id]
+
+    def _index_file(self, path: str, keys: pa.Table, now: float) -> None:
+        trace_ids = keys.column("trace_id").to_pylist()
+        ids = frozenset(trace_ids)
+        self._recent.append((now, path, ids))
+        for trace_id in ids:
+            self._recent_index.setdefault(trace_id, set()).add(path)
+        cached = [t for t in ids if t in self._known]
+        if not cached:
+            return
+        missing: set[str] = set()
+        for trace_id, span_id in zip(trace_ids, keys.column("span_id").to_pylist(), strict=True):
+            known = self._known.get(trace_id)
+            if known is not None and span_id not in known.spans:
+                missing.add(trace_id)
+        for trace_id in cached:
+            if trace_id not in missing:
+                self._known[trace_id].files.add(path)
 
     def _load(self, trace_ids: Iterable[str]) -> None:
-        """Make the cache hold every stored span of these traces."""
+        """Make the cache hold every stored span of these traces: read the recent files
+        that hold them, or scan everything for an old trace whose stored row counts more
+        spans than we hold."""
         wanted: dict[str, set[str]] = {}  # file -> traces to read from it
         full_scan: list[str] = []
         for trace_id in trace_ids:
             known = self._known.get(trace_id)
             if known is None:
                 known = self._known[trace_id] = _Known()
-            self._known.move_to_end(trace_id)
-            for _, path, ids in self._recent:
-                if trace_id in ids and path not in known.files:
+            else:
+                self._known.move_to_end(trace_id)
+            for path in self._recent_index.get(trace_id, ()):
+                if path not in known.files:
                     wanted.setdefault(path, set()).add(trace_id)
             best = self._best.get(trace_id)
             if best is not None and best.span_count > len(known.spans):
                 full_scan.append(trace_id)
+        if not wanted and not full_scan:
+            return
         dataset = self.backend.dataset(SPANS)
         if dataset is None:
             return
-        if full_scan:
-            self._read_into_cache(dataset, list(dataset.files), set(full_scan))
         by_traces: dict[frozenset[str], list[str]] = {}
         for path, traces in wanted.items():
             by_traces.setdefault(frozenset(traces), []).append(path)
         for group, paths in by_traces.items():
             self._read_into_cache(dataset, paths, set(group))
+        full_scan = [t for t in full_scan if self._best[t].span_count > len(self._known[t].spans)]
+        if full_scan:
+            self._read_into_cache(dataset, list(dataset.files), set(full_scan))
 
     def _read_into_cache(
         self, dataset: ds.FileSystemDataset, paths: list[str], ids: set[str]
@@ -307,27 +338,33 @@ class LakeStore(Store):
         for trace_id in ids:
             self._known[trace_id].files.update(paths)
 
-    def _remember(self, spans: Sequence[SpanRecord], paths: list[str] | None) -> None:
-        for s in spans:
-            known = self._known[s.trace_id]
-            if s.span_id not in known.spans:
-                known.spans[s.span_id] = _light(s)
-                self._known_spans += 1
-        if paths is not None:
-            ids = frozenset(s.trace_id for s in spans)
-            now = time.monotonic()
-            for path in paths:
-                self._span_files_seen.add(path)
-                self._recent.append((now, path, ids))
-                for trace_id in ids:
-                    self._known[trace_id].files.add(path)
+    def _register_own_files(self, spans: Sequence[SpanRecord], paths: list[str] | None) -> None:
+        """Index the files we just wrote without reading them back (when the backend says
+        which they are; otherwise the next refresh reads their keys)."""
+        if not paths:
+            return
+        keys = pa.table(
+            {"trace_id": [s.trace_id for s in spans], "span_id": [s.span_id for s in spans]}
+        )
+        now = time.monotonic()
+        for path in paths:
+            self._span_files_seen.add(path)
+            self._index_file(path, keys, now)
 
-    def _evict(self, keep: set[str]) -> None:
+    def _shrink(self, trace_ids: Iterable[str]) -> None:
+        """Keep in memory only what a later batch will need: traces whose root has arrived
+        are dropped (later stragglers are found through the file index); the rest keep
+        light copies. Then bound the cache (LRU)."""
+        for trace_id in trace_ids:
+            known = self._known[trace_id]
+            if any(s.parent_span_id is None for s in known.spans.values()):
+                self._known_spans -= len(known.spans)
+                del self._known[trace_id]
+            else:
+                known.spans = {k: _light(s) for k, s in known.spans.items()}
         while self._known_spans > CACHE_MAX_SPANS and self._known:
-            trace_id = next(iter(self._known))
-            if trace_id in keep:
-                break
-            self._known_spans -= len(self._known.pop(trace_id).spans)
+            _, dropped = self._known.popitem(last=False)
+            self._known_spans -= len(dropped.spans)
 
     # -- trace rows ----------------------------------------------------------------------
     def _add_trace_rows(self, rows: pa.Table) -> None:
@@ -376,23 +413,31 @@ class LakeStore(Store):
         log = sorted(self._overrides.get(trace_id, ()), key=lambda e: (e[0], e[1]))
         return {key: value for _, key, value in log}, len(log)
 
-    def _reroll(self, trace_ids: Iterable[str]) -> None:
-        infos: list[TraceInfo] = []
-        counts: list[int] = []
+    def _rollups(self, trace_ids: Iterable[str]) -> dict[str, tuple[int, int, TraceInfo]]:
+        """trace id -> (spans rolled up, tag overrides applied, record)."""
+        out: dict[str, tuple[int, int, TraceInfo]] = {}
         for trace_id in sorted(trace_ids):
             spans = list(self._known[trace_id].spans.values())
-            if not spans:
-                continue
-            overrides, n_overrides = self._tag_overrides(trace_id)
-            infos.append(rollup(spans, tag_overrides=overrides))
-            counts.append(n_overrides)
-        if not infos:
+            if spans:
+                overrides, n_overrides = self._tag_overrides(trace_id)
+                info = rollup(spans, tag_overrides=overrides)
+                out[trace_id] = (len(spans), n_overrides, info)
+        return out
+
+    def _write_rollups(self, rolled: dict[str, tuple[int, int, TraceInfo]]) -> None:
+        if not rolled:
             return
-        rows = _arrow.traces_to_table(infos, counts, time.time_ns())
+        values = list(rolled.values())
+        rows = _arrow.traces_to_table(
+            [info for _, _, info in values], [n for _, n, _ in values], time.time_ns()
+        )
         paths = self.backend.append(TRACES, rows)
         if paths is not None:
             self._trace_files_seen.update(paths)
             self._add_trace_rows(rows)
+
+    def _reroll(self, trace_ids: Iterable[str]) -> None:
+        self._write_rollups(self._rollups(trace_ids))
 
     # -- writes --------------------------------------------------------------------------
     def _guard(self, fn: Any) -> Any:
@@ -420,12 +465,27 @@ class LakeStore(Store):
         self._refresh_span_files()
         self._refresh_traces()
         self._load(touched)
+        self._refresh_small(TAG_OVERRIDES)
         new = [s for (t, sid), s in batch.items() if sid not in self._known[t].spans]
+        with_new = {s.trace_id for s in new}
+        rolled: dict[str, tuple[int, int, TraceInfo]] = {}
         if new:
-            paths = self.backend.append(
-                SPANS, _arrow.spans_to_table(new), txn_id=batch_txn_id(spans)
-            )
-            self._remember(new, paths)
+            table = _arrow.spans_to_table(new)
+            # The span file is encoded, fsynced and committed on a worker thread (I/O and
+            # Arrow release the GIL) while the touched traces are rolled up here.
+            future = self._io.submit(self.backend.append, SPANS, table, txn_id=batch_txn_id(spans))
+            for s in new:
+                self._known[s.trace_id].spans[s.span_id] = s
+            try:
+                rolled = self._rollups(with_new)
+                paths = future.result()
+            except BaseException:
+                for s in new:
+                    self._known[s.trace_id].spans.pop(s.span_id, None)
+                wait([future])  # never leave the backend busy behind the caller's back
+                raise
+            self._known_spans += len(new)
+            self._register_own_files(new, paths)
         # Look again: spans other processes added meanwhile must be in our roll-up.
         self._refresh_span_files()
         self._refresh_traces()
@@ -433,12 +493,18 @@ class LakeStore(Store):
         stale = {
             t
             for t in touched
-            if (best := self._best.get(t)) is None
-            or best.span_count != len(self._known[t].spans)
-            or any(s.trace_id == t for s in new)
+            if (t in with_new and rolled.get(t, (0,))[0] != len(self._known[t].spans))
+            or (
+                t not in with_new
+                and (
+                    (best := self._best.get(t)) is None
+                    or best.span_count != len(self._known[t].spans)
+                )
+            )
         }
-        self._reroll(stale)
-        self._evict(touched)
+        rolled.update(self._rollups(stale))
+        self._write_rollups(rolled)
+        self._shrink(touched)
         return len(new)
 
     # -- tags and assessments ------------------------------------------------------------
@@ -466,6 +532,7 @@ class LakeStore(Store):
                 self._refresh_span_files()
                 self._load([trace_id])
                 self._reroll([trace_id])
+                self._shrink([trace_id])
 
             self._guard(run)
 
@@ -615,10 +682,40 @@ class LakeStore(Store):
                     if len(paths) > 1 or data.num_rows < part.count_rows():
                         self.backend.replace(table, paths, data)
             self.backend.optimize()
+            stats["traces_repaired"] = self._repair()
             for table in (SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS):
                 after = self.backend.dataset(table)
                 stats["files_after"] += 0 if after is None else len(after.files)
         return stats
+
+    def _repair(self) -> int:
+        """Re-derive trace rows that disagree with the span rows (a writer that died
+        between writing its spans and their trace rows); returns how many."""
+        self._refresh_span_files()
+        self._refresh_traces()
+        dataset = self.backend.dataset(SPANS)
+        if dataset is None:
+            return 0
+        keys = dataset.to_table(columns=["trace_id", "span_id"])
+        counts = keys.group_by("trace_id").aggregate([("span_id", "count_distinct")])
+        stale = [
+            trace_id
+            for trace_id, count in zip(
+                counts.column("trace_id").to_pylist(),
+                counts.column("span_id_count_distinct").to_pylist(),
+                strict=True,
+            )
+            if (best := self._best.get(trace_id)) is None or best.span_count != count
+        ]
+        for i in range(0, len(stale), 1000):
+            chunk = stale[i : i + 1000]
+            for trace_id in chunk:
+                self._known.pop(trace_id, None)
+                self._known[trace_id] = _Known()
+            self._read_into_cache(dataset, list(dataset.files), set(chunk))
+            self._reroll(chunk)
+            self._shrink(chunk)
+        return len(stale)
 
     def vacuum(self, retention_hours: float, *, dry_run: bool = False) -> list[str]:
         with self._lock:
@@ -629,6 +726,7 @@ class LakeStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._io.shutdown(wait=True)
                 self.backend.close()
 
 

@@ -1,0 +1,303 @@
+"""Store benchmark: write throughput (spans/s, one core) and search latency over 1M spans.
+
+Everything is measured in the same run next to raw floors, and reported as ratios:
+
+* floors: building the Arrow table from the SpanRecords (our columnar builder) and from
+  Python dicts (``pa.Table.from_pylist``), a pyarrow Parquet zstd write, a deltalake append
+  (one append of everything, and batched like the store commits);
+* stores: ``write_spans`` in exporter-sized batches into SQLite, Parquet and Delta, fresh
+  directory each round, rounds interleaved, median reported;
+* search: a lake of ``--search-spans`` (default 1M) spans written through the store, then
+  filtered ``search_traces`` calls and a token-per-model group-by over the span files
+  (pyarrow, DuckDB through Arrow, Polars), warm medians, before and after ``compact``.
+
+Run: ``python bench/bench_stores.py`` (``--quick`` for a small smoke run). Pinned to one core
+(``os.sched_setaffinity``) unless ``--all-cores``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from store.factories import make_trace  # noqa: E402
+
+from spanlake.exporter.records import SpanRecord  # noqa: E402
+from spanlake.exporter.store import open_store  # noqa: E402
+from spanlake.exporter.store._arrow import spans_to_table  # noqa: E402
+from spanlake.exporter.store._lake import LakeStore  # noqa: E402
+from spanlake.exporter.store.maintenance import compact  # noqa: E402
+
+
+def realistic_trace(n: int) -> list[SpanRecord]:
+    """Varied traces: 1-3 LLM calls over three models, some errors, some nested SDK spans."""
+    return make_trace(
+        n,
+        llm_calls=1 + n % 3,
+        status="ERROR" if n % 20 == 0 else "OK",
+        tokens=200 + (n * 37) % 4000,
+        nested_llm=n % 5 == 0,
+        tags={"env": "prod" if n % 2 else "dev"},
+        metadata={"user": f"user-{n % 100}"},
+    )
+
+
+def batches(first_trace: int, total_spans: int, batch: int) -> Iterator[list[SpanRecord]]:
+    """Exporter-like batches: spans in arrival order, a trace may straddle two batches."""
+    pending: list[SpanRecord] = []
+    n, produced = first_trace, 0
+    while produced < total_spans:
+        spans = realistic_trace(n)
+        n += 1
+        # children end before their root: the root arrives last
+        pending.extend(spans[1:] + spans[:1])
+        produced += len(spans)
+        while len(pending) >= batch:
+            yield pending[:batch]
+            pending = pending[batch:]
+    if pending:
+        yield pending
+
+
+def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """(median, min) seconds over ``repeat`` runs."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), min(times)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- throughput -------------------------------------------------------------------------------
+def throughput(pool_spans: int, batch: int, rounds: int, work: Path) -> dict[str, list[float]]:
+    pool = [b for b in batches(0, pool_spans, batch)]
+    flat = [s for b in pool for s in b]
+    n = len(flat)
+    spans_to_table(flat[:10])  # warm imports
+    results: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        results.setdefault(name, []).append(n / seconds)
+
+    for r in range(rounds):
+        gc.collect()
+        t = time.perf_counter()
+        table = spans_to_table(flat)
+        record("floor: Arrow table from SpanRecords (our builder)", time.perf_counter() - t)
+
+        rows = [
+            {
+                "trace_id": s.trace_id,
+                "span_id": s.span_id,
+                "name": s.name,
+                "model": s.model,
+                "attributes": s.attributes,
+                "start_time_ns": s.start_time_ns,
+            }
+            for s in flat
+        ]
+        t = time.perf_counter()
+        pa.Table.from_pylist(rows)
+        record("floor: pa.Table.from_pylist (dicts, 6 keys)", time.perf_counter() - t)
+        del rows
+
+        path = work / f"floor-{r}.parquet"
+        t = time.perf_counter()
+        pq.write_table(table, path, compression="zstd")
+        record("floor: pyarrow Parquet zstd write", time.perf_counter() - t)
+
+        t = time.perf_counter()
+        write_deltalake(str(work / f"floor-delta-{r}"), table, mode="append")
+        record("floor: deltalake append (one commit)", time.perf_counter() - t)
+
+        t = time.perf_counter()
+        target = str(work / f"floor-delta-batched-{r}")
+        for i in range(0, n, batch):
+            write_deltalake(target, table.slice(i, batch), mode="append")
+        record(f"floor: deltalake append ({batch}-row commits)", time.perf_counter() - t)
+
+        for scheme in ("sqlite", "parquet", "delta"):
+            name = f"store-{scheme}-{r}"
+            uri = f"{scheme}:///{work / (name + '.db' if scheme == 'sqlite' else name)}"
+            with open_store(uri) as store:
+                gc.collect()
+                t = time.perf_counter()
+                for b in pool:
+                    store.write_spans(b)
+                record(f"store: {scheme} write_spans ({batch}-span batches)", time.perf_counter() - t)
+        for child in work.iterdir():
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    return results
+
+
+# -- search -----------------------------------------------------------------------------------
+QUERIES = {
+    "search: model = 'gpt-4o' AND total_tokens > 3000 (top 100)": (
+        "model = 'gpt-4o' AND total_tokens > 3000",
+        None,
+    ),
+    "search: status = 'ERROR' order by execution_time_ms DESC": (
+        "status = 'ERROR'",
+        ["execution_time_ms DESC"],
+    ),
+    "search: tags.env = 'prod' AND metadata.user = 'user-7'": (
+        "tags.env = 'prod' AND metadata.user = 'user-7'",
+        None,
+    ),
+    "search: newest 100, no filter": (None, None),
+}
+
+
+def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -> dict[str, Any]:
+    uri = f"{scheme}:///{work / ('search-' + scheme)}"
+    out: dict[str, Any] = {}
+    with open_store(uri) as store:
+        t = time.perf_counter()
+        for b in batches(10_000_000, spans, batch):
+            store.write_spans(b)
+        elapsed = time.perf_counter() - t
+    out["ingest spans/s (incl. generating the spans)"] = spans / elapsed
+    out["peak RSS MB after ingest"] = rss_mb()
+
+    def measure(label: str) -> None:
+        with open_store(uri) as store:
+            assert isinstance(store, LakeStore)
+            t = time.perf_counter()
+            store.search_traces(max_results=100)
+            out[f"{label} cold open + first search (ms)"] = 1000 * (time.perf_counter() - t)
+            for name, (flt, order) in QUERIES.items():
+                page = store.search_traces(filter_string=flt, order_by=order, max_results=100)
+                assert page.traces, name
+                med, best = median_time(
+                    lambda flt=flt, order=order: store.search_traces(
+                        filter_string=flt, order_by=order, max_results=100
+                    ),
+                    repeat,
+                )
+                out[f"{label} {name} (ms, median/min)"] = (1000 * med, 1000 * best)
+            spans_ds = store.backend.dataset("spans")
+            assert spans_ds is not None
+            out[f"{label} span files"] = len(spans_ds.files)
+
+            def arrow_groupby() -> Any:
+                d = store.backend.dataset("spans")
+                assert d is not None
+                table = d.to_table(columns=["model", "total_tokens"])
+                return table.group_by("model").aggregate([("total_tokens", "sum")])
+
+            def duck_groupby() -> Any:
+                dataset = store.backend.dataset("spans")  # noqa: F841 - read by DuckDB
+                return duckdb.sql(
+                    "SELECT model, sum(total_tokens) FROM dataset GROUP BY model"
+                ).fetchall()
+
+            for name, fn in (
+                ("group-by tokens per model, pyarrow", arrow_groupby),
+                ("group-by tokens per model, DuckDB over Arrow", duck_groupby),
+            ):
+                med, best = median_time(fn, repeat)
+                out[f"{label} {name} (ms, median/min)"] = (1000 * med, 1000 * best)
+            if scheme == "parquet":
+                root = work / f"search-{scheme}" / "spans"
+                med, best = median_time(
+                    lambda: pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
+                    .group_by("model")
+                    .agg(pl.col("total_tokens").sum())
+                    .collect(),
+                    repeat,
+                )
+            else:
+                med, best = median_time(
+                    lambda: pl.scan_delta(str(work / f"search-{scheme}" / "spans"))
+                    .group_by("model")
+                    .agg(pl.col("total_tokens").sum())
+                    .collect(),
+                    repeat,
+                )
+            out[f"{label} group-by tokens per model, Polars (ms, median/min)"] = (
+                1000 * med,
+                1000 * best,
+            )
+
+    measure("[as written]")
+    with open_store(uri) as store:
+        t = time.perf_counter()
+        compact(store)
+        out["compact (s)"] = time.perf_counter() - t
+    measure("[compacted]")
+    if scheme == "delta":
+        out["delta versions (spans table)"] = DeltaTable(
+            str(work / f"search-{scheme}" / "spans")
+        ).version()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pool-spans", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--search-spans", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--stores", default="parquet,delta", help="lake stores for search")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--all-cores", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.pool_spans, args.rounds, args.search_spans, args.repeat = 10_000, 1, 20_000, 3
+    if not args.all_cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(f"# bench_stores  cores={len(os.sched_getaffinity(0))}  load={os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="spanlake-bench-") as tmp:
+        work = Path(tmp)
+        if not args.skip_throughput:
+            results = throughput(args.pool_spans, args.batch, args.rounds, work)
+            med = {k: statistics.median(v) for k, v in results.items()}
+            print(f"\n## write throughput: {args.pool_spans:,} spans, {args.rounds} rounds, median rows/s")
+            for k, v in med.items():
+                print(f"{k:60s} {v:>12,.0f}")
+            parquet_floor = med["floor: pyarrow Parquet zstd write"]
+            delta_floor = med[f"floor: deltalake append ({args.batch}-row commits)"]
+            build = med["floor: Arrow table from SpanRecords (our builder)"]
+            print("\nratios:")
+            print(f"parquet store / pyarrow write floor   {med[f'store: parquet write_spans ({args.batch}-span batches)'] / parquet_floor:.2f}")
+            print(f"parquet store / Arrow build floor     {med[f'store: parquet write_spans ({args.batch}-span batches)'] / build:.2f}")
+            print(f"delta store / batched deltalake floor {med[f'store: delta write_spans ({args.batch}-span batches)'] / delta_floor:.2f}")
+            print(f"delta store / Arrow build floor       {med[f'store: delta write_spans ({args.batch}-span batches)'] / build:.2f}")
+        if not args.skip_search:
+            for scheme in args.stores.split(","):
+                out = search_bench(scheme, args.search_spans, args.batch, args.repeat, work)
+                print(f"\n## {scheme}: search over {args.search_spans:,} spans")
+                for k, v in out.items():
+                    text = f"{v[0]:.1f} / {v[1]:.1f}" if isinstance(v, tuple) else f"{v:,.1f}"
+                    print(f"{k:75s} {text:>16s}")
+
+
+if __name__ == "__main__":
+    main()
