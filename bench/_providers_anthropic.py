@@ -48,6 +48,8 @@ USAGE = {
 CONFIGS: dict[str, str] = {
     "baseline": "no instrumentation (SDK spans off)",
     "ours": "spanlake AnthropicInstrumentor",
+    # Diagnostic: ours with the SDK's own tracing machinery off, to show what that costs us.
+    "ours-native-off": "spanlake AnthropicInstrumentor, ANTHROPIC_OPEN_TELEMETRY=false",
     "openllmetry": "OpenLLMetry opentelemetry-instrumentation-anthropic",
     "openinference": "OpenInference openinference-instrumentation-anthropic",
     "sdk-native": "anthropic SDK native OTel spans, content mode",
@@ -58,6 +60,7 @@ CONFIGS: dict[str, str] = {
 OTEL_CONFIGS = ("ours", "openllmetry", "openinference", "sdk-native", "floor")
 PACKAGES = {
     "ours": "spanlake",
+    "ours-native-off": "spanlake",
     "openllmetry": "opentelemetry-instrumentation-anthropic",
     "openinference": "openinference-instrumentation-anthropic",
     "mlflow": "mlflow",
@@ -190,7 +193,12 @@ def build(config: str, processor: str) -> Setup:
     return build_setup(
         config,
         processor,
-        instrumentors={"ours": _ours, "openllmetry": _openllmetry, "openinference": _openinference},
+        instrumentors={
+            "ours": _ours,
+            "ours-native-off": _ours,
+            "openllmetry": _openllmetry,
+            "openinference": _openinference,
+        },
         plain=("baseline", "sdk-native", "floor"),
         mlflow_flavor="anthropic",
         make_calls=_calls,

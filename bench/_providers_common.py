@@ -156,15 +156,21 @@ def worker_main(build: Callable[[str, str], Setup], config: str, processor: str)
         elif cmd["cmd"] == "run":
             mode = cmd["mode"]
             call = setup.calls[mode]
-            times = []
+            wall: list[int] = []
+            cpu: list[int] = []
             clock = time.perf_counter_ns
+            tclock = time.thread_time_ns
             last_mode, last_cpu = mode, now_cpu
             for _ in range(int(cmd["n"])):
                 t0 = clock()
+                c0 = tclock()
                 call()
-                times.append(clock() - t0)
-            calls[mode] = calls.get(mode, 0) + len(times)
-            emit({"status": "ok", "times": times})
+                c1 = tclock()
+                t1 = clock()
+                wall.append(t1 - t0)
+                cpu.append(c1 - c0)
+            calls[mode] = calls.get(mode, 0) + len(wall)
+            emit({"status": "ok", "wall": wall, "cpu": cpu})
         elif cmd["cmd"] == "stats":
             # Telemetry still queued at the end is booked to the modes by their share of calls.
             setup.flush()

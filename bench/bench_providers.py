@@ -33,6 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _providers_common import MARK, median, pct, quiet_env, worker_main
 
 MODES = ("sync", "stream")
+#: wall: perf_counter around the call; cpu: the calling thread's CPU time (thread_time), which
+#: a loaded machine's preemption does not inflate. Both per call.
+METRICS = ("wall", "cpu")
 
 
 def _provider_module(name: str) -> ModuleType:
@@ -54,8 +57,12 @@ class Worker:
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     check: dict[str, Any] = field(default_factory=dict)
-    times: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODES})
-    round_medians: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
+    times: dict[str, dict[str, list[int]]] = field(
+        default_factory=lambda: {k: {m: [] for m in MODES} for k in METRICS}
+    )
+    round_medians: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: {k: {m: [] for m in MODES} for k in METRICS}
+    )
     cpu_per_call: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -161,8 +168,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if msg["status"] != "ok":
                         w.error = msg.get("error", "failed")
                         continue
-                    w.times[mode].extend(msg["times"])
-                    w.round_medians[mode].append(median(msg["times"]))
+                    for metric in METRICS:
+                        w.times[metric][mode].extend(msg[metric])
+                        w.round_medians[metric][mode].append(median(msg[metric]))
             if (r + 1) % 10 == 0:
                 _log(f"{provider}: round {r + 1}/{args.rounds} ({time.monotonic() - t0:.0f} s)")
         for w in live:
@@ -174,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     }
         for w in workers:
             w.stop()
+        results["machine"]["loadavg_end"] = _machine()["loadavg"]
         results["providers"][provider] = {
             "configs": mod.CONFIGS,
             "packages": getattr(mod, "PACKAGES", {}),
@@ -196,24 +205,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def summarize(provider: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per configuration and mode: median call time, overhead vs baseline, spread, ratios."""
-    workers = {w["key"]: w for w in data["workers"]}
-    base = workers.get("baseline")
+def summarize(data: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """Per configuration and mode: median per-call time, overhead vs baseline, spread, ratios.
+
+    The spread is the 25th..75th percentile of the per-round differences (this round's
+    median minus the baseline's median in the same round), so it shows how steady the
+    overhead was, not how noisy single calls were.
+    """
+    base = next((w for w in data["workers"] if w["key"] == "baseline"), None)
     rows = []
     for w in data["workers"]:
         row: dict[str, Any] = {"key": w["key"], "config": w["config"], "error": w["error"]}
-        row["check"] = w["check"]
-        row["versions"] = w["info"].get("versions", {})
         for mode in MODES:
-            times = w["times"][mode]
-            if not times or base is None or not base["times"][mode]:
+            times = w["times"][metric][mode]
+            if not times or base is None or not base["times"][metric][mode]:
                 continue
-            base_med = median(base["times"][mode]) / 1000
+            base_med = median(base["times"][metric][mode]) / 1000
             med = median(times) / 1000
             per_round = [
                 (a - b) / 1000
-                for a, b in zip(w["round_medians"][mode], base["round_medians"][mode], strict=False)
+                for a, b in zip(
+                    w["round_medians"][metric][mode],
+                    base["round_medians"][metric][mode],
+                    strict=False,
+                )
             ]
             row[mode] = {
                 "n": len(times),
@@ -221,8 +236,6 @@ def summarize(provider: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                 "overhead_us": med - base_med,
                 "spread_p25_us": pct(per_round, 0.25),
                 "spread_p75_us": pct(per_round, 0.75),
-                "cpu_us": (w["cpu_per_call"].get(mode, 0) - base["cpu_per_call"].get(mode, 0))
-                / 1000,
             }
         rows.append(row)
     by_key = {r["key"]: r for r in rows}
@@ -241,69 +254,90 @@ def summarize(provider: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+_TITLES = {
+    "wall": "wall clock per call, +µs over no instrumentation (median)",
+    "cpu": "calling thread's CPU time per call, +µs over no instrumentation (median)",
+}
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The tables for bench/README.md."""
+    """The tables for bench/README.md: wall clock, on-path CPU, then the sanity checks."""
     lines = []
     for provider, data in results["providers"].items():
-        rows = summarize(provider, data)
-        lines.append(
-            f"#### {provider}: overhead per call, µs (median over all calls, minus baseline)"
-        )
-        lines.append("")
-        lines.append(
-            "| configuration | sync +µs | sync p25..p75 | x floor | peer / ours "
-            "| stream +µs | stream p25..p75 | x floor | peer / ours | CPU +µs/call s / st "
-            "| spans/call s / st | content in/out s; st |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        warm = results["args"]["warmup"]
-        for r in rows:
-            name = r["key"]
-            if r["error"]:
-                pkg = data["packages"].get(r["config"], "")
-                status = data["install"].get(pkg, "ok")
-                why = status if status != "ok" else f"failed: {r['error'][:160]}"
-                lines.append(f"| {name} | {why.replace('|', '/')} |||||||||||")
-                continue
-            cells = [name]
-            for mode in MODES:
-                m = r.get(mode)
-                if m is None:
-                    cells += ["", "", "", ""]
-                    continue
-                if r["key"] == "baseline":
-                    cells += [f"({m['median_us']:,.0f} µs/call)", "", "", ""]
-                    continue
-                cells.append(f"{m['overhead_us']:+,.0f}")
-                cells.append(f"{m['spread_p25_us']:+,.0f}..{m['spread_p75_us']:+,.0f}")
-                cells.append(f"{m['x_floor']:.1f}x" if "x_floor" in m else "")
-                cells.append(f"{m['x_ours']:.1f}x" if "x_ours" in m else "")
-            cpu = [r.get(mode, {}).get("cpu_us") for mode in MODES]
-            cells.append(
-                " / ".join(f"{x:+,.0f}" for x in cpu if x is not None)
-                if r["key"] != "baseline"
-                else ""
-            )
-            chk = r["check"]
-            cells.append(" / ".join(_spans_per_call(chk.get(m, {}), warm) for m in MODES))
-            if r["key"] == "baseline":
-                cells.append("")
-            else:
-                cells.append("; ".join(_content_seen(chk.get(m, {})) for m in MODES))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        for metric in METRICS:
+            lines += _metric_table(provider, data, metric)
+        lines += _check_table(provider, data, results["args"]["warmup"])
         versions: dict[str, str] = {}
-        for r in rows:
-            versions.update(r["versions"])
+        for w in data["workers"]:
+            versions.update(w["info"].get("versions", {}))
         lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
         lines.append("")
     m = results["machine"]
+    a = results["args"]
     lines.append(
-        f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load avg at start "
-        f"{m['loadavg']}. Rounds {results['args']['rounds']} x {results['args']['calls']} "
-        f"calls per configuration and mode, warm-up {results['args']['warmup']}."
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}; load average at "
+        f"start {m['loadavg']}, at end {m.get('loadavg_end', '?')}; {m['started']}. "
+        f"{a['rounds']} rounds x {a['calls']} calls per configuration and mode, "
+        f"warm-up {a['warmup']} calls per mode."
     )
     return "\n".join(lines)
+
+
+def _metric_table(provider: str, data: dict[str, Any], metric: str) -> list[str]:
+    rows = summarize(data, metric)
+    lines = [f"#### {provider}: {_TITLES[metric]}", ""]
+    lines.append(
+        "| configuration | sync | p25..p75 | x floor | peer / ours "
+        "| stream | p25..p75 | x floor | peer / ours |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r["error"]:
+            pkg = data["packages"].get(r["config"], "")
+            status = data["install"].get(pkg, "ok")
+            why = status if status != "ok" else f"failed: {r['error'][:160]}"
+            lines.append(f"| {r['key']} | {why.replace('|', '/')} ||||||||")
+            continue
+        cells = [r["key"]]
+        for mode in MODES:
+            m = r.get(mode)
+            if m is None:
+                cells += ["", "", "", ""]
+            elif r["key"] == "baseline":
+                cells += [f"({m['median_us']:,.0f} µs/call)", "", "", ""]
+            else:
+                cells += [
+                    f"{m['overhead_us']:+,.0f}",
+                    f"{m['spread_p25_us']:+,.0f}..{m['spread_p75_us']:+,.0f}",
+                    f"{m['x_floor']:.1f}x" if "x_floor" in m else "",
+                    f"{m['x_ours']:.1f}x" if "x_ours" in m else "",
+                ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _check_table(provider: str, data: dict[str, Any], warm: int) -> list[str]:
+    base = next((w for w in data["workers"] if w["key"] == "baseline"), None)
+    lines = [
+        f"#### {provider}: process CPU (all threads, export included) and what was recorded",
+        "",
+        "| configuration | process CPU +µs/call sync / stream | spans per call sync / stream "
+        "| content in/out sync; stream |",
+        "|---|---:|---:|---|",
+    ]
+    for w in data["workers"]:
+        if w["error"] or w["key"] == "baseline" or base is None:
+            continue
+        cpu = [(w["cpu_per_call"].get(m, 0) - base["cpu_per_call"].get(m, 0)) / 1000 for m in MODES]
+        chk = w["check"]
+        lines.append(
+            f"| {w['key']} | {' / '.join(f'{x:+,.0f}' for x in cpu)} "
+            f"| {' / '.join(_spans_per_call(chk.get(m, {}), warm) for m in MODES)} "
+            f"| {'; '.join(_content_seen(chk.get(m, {})) for m in MODES)} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _spans_per_call(check: dict[str, Any], warm: int) -> str:
