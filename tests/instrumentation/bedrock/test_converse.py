@@ -388,3 +388,16 @@ def test_telemetry_bug_never_reaches_the_app(
     span = one_span()  # the span still ended, with what could be recorded
     assert span.end_time is not None
     assert span.status.status_code is StatusCode.UNSET
+
+
+def test_reasoning_block_is_a_reasoning_part(
+    client: Any, fake: FakeBedrock, one_span: Callable[[], ReadableSpan]
+) -> None:
+    reasoning = {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": "s"}}}
+    fake.enqueue(converse_reply([reasoning, {"text": "42"}]))
+    client.converse(modelId=CLAUDE, messages=[user("meaning of life?")])
+    parts = json.loads(attrs(one_span())["gen_ai.output.messages"])[0]["parts"]
+    assert parts == [
+        {"type": "reasoning", "content": "Let me think."},
+        {"type": "text", "content": "42"},
+    ]

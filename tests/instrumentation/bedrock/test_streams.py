@@ -527,3 +527,73 @@ def test_stream_without_span_content(
         assert output[0]["parts"] == [{"type": "text", "content": TEXT}]
     else:
         assert details == []
+
+
+def test_reasoning_then_text_stream(
+    client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
+) -> None:
+    def delta(index: int, body: dict[str, Any]) -> StreamEvent:
+        return StreamEvent("contentBlockDelta", {"delta": body, "contentBlockIndex": index})
+
+    events = [
+        StreamEvent("messageStart", {"role": "assistant"}),
+        delta(0, {"reasoningContent": {"text": "Think "}}),
+        delta(0, {"reasoningContent": {"text": "hard."}}),
+        delta(0, {"reasoningContent": {"signature": "sig=="}}),
+        StreamEvent("contentBlockStop", {"contentBlockIndex": 0}),
+        delta(1, {"text": "Answer."}),
+        StreamEvent("contentBlockStop", {"contentBlockIndex": 1}),
+        StreamEvent("messageStop", {"stopReason": "end_turn"}),
+        StreamEvent(
+            "metadata",
+            {
+                "usage": {"inputTokens": 5, "outputTokens": 9, "totalTokens": 14},
+                "metrics": {"latencyMs": 1},
+            },
+        ),
+    ]
+    fake.enqueue(StreamReply(events))
+    response = client.converse_stream(
+        modelId="us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        messages=[{"role": "user", "content": [{"text": "why?"}]}],
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 1024}},
+    )
+    received = list(response["stream"])
+    assert received[3]["contentBlockDelta"]["delta"]["reasoningContent"] == {"signature": "sig=="}
+    parts = json.loads(attrs(only_span(instrumented))["gen_ai.output.messages"])[0]["parts"]
+    assert parts == [
+        {"type": "reasoning", "content": "Think hard."},
+        {"type": "text", "content": "Answer."},
+    ]
+
+
+def test_cohere_r_stream_tool_calls(
+    client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
+) -> None:
+    payloads: list[dict[str, Any]] = [
+        {"is_finished": False, "event_type": "stream-start", "generation_id": "gen-7"},
+        {
+            "is_finished": False,
+            "event_type": "tool-calls-generation",
+            "tool_calls": [{"name": "query_db", "parameters": {"table": "users"}}],
+        },
+        {
+            "is_finished": True,
+            "event_type": "stream-end",
+            "finish_reason": "COMPLETE",
+            "amazon-bedrock-invocationMetrics": {"inputTokenCount": 12, "outputTokenCount": 6},
+        },
+    ]
+    fake.enqueue(StreamReply([chunk_event(p) for p in payloads]))
+    response = client.invoke_model_with_response_stream(
+        modelId="cohere.command-r-plus-v1:0", body=json.dumps({"message": "count users"})
+    )
+    list(response["body"])
+    a = attrs(only_span(instrumented))
+    assert a["gen_ai.response.id"] == "gen-7"
+    assert a["gen_ai.response.finish_reasons"] == ("COMPLETE",)
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (12, 6)
+    parts = json.loads(a["gen_ai.output.messages"])[0]["parts"]
+    assert parts == [
+        {"type": "tool_call", "id": None, "name": "query_db", "arguments": {"table": "users"}}
+    ]
