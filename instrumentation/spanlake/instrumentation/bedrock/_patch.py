@@ -7,6 +7,7 @@ Each Bedrock operation has a thin handler; the span lifecycle is the core's ``In
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -89,9 +90,14 @@ def make_api_call_wrapper(
 
 # --- request side ----------------------------------------------------------------------
 def _server(instance: Any) -> tuple[str | None, int | None]:
-    url = urlsplit(instance.meta.endpoint_url)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return url.hostname, port
+    return _address(instance.meta.endpoint_url)
+
+
+@functools.lru_cache(maxsize=64)
+def _address(endpoint_url: str) -> tuple[str | None, int | None]:
+    """``server.address`` / ``server.port`` of a client's endpoint (few distinct values)."""
+    url = urlsplit(endpoint_url)
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
 
 
 def _start(
