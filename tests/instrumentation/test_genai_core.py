@@ -16,6 +16,7 @@ import wrapt
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
 from spanlake.instrumentation._genai import (
     CHUNK_EVENT,
     STREAM_CHUNKS,
@@ -646,3 +647,22 @@ def test_peer_warning_for_foreign_monkeypatch(monkeypatch: pytest.MonkeyPatch) -
     assert warn_if_peers_active("fake2", targets=spec) == [
         "fake_sdk2.Client.create patched by mlflow.anthropic.autolog"
     ]
+
+
+def test_stream_state_moves_to_a_new_proxy() -> None:
+    """An SDK helper that re-wraps the response: the span follows, the old proxy is inert."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    first, _raw = _stream(provider)
+    state = first._self_state
+    second = SyncStreamProxy(
+        FakeStream([{"t": "x"}]), state.invocation, state.accumulator, state=state
+    )
+    del first
+    gc.collect()
+    assert exporter.get_finished_spans() == ()  # the discarded proxy no longer owns the span
+    assert list(second) == [{"t": "x"}]
+    assert _ended(exporter, "exhausted")[STREAM_CHUNKS] == 1

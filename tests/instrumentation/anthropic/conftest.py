@@ -16,6 +16,7 @@ from spanlake.instrumentation.anthropic import AnthropicInstrumentor
 from spanlake.semconv import gen_ai as ga
 
 API_KEY = "sk-ant-test-SECRET-key"
+SCOPE = "spanlake.instrumentation.anthropic"
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,14 @@ class Recorded:
 
     def all(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
+
+    def ours(self) -> list[ReadableSpan]:
+        """Spans of our instrumentor only (the SDK's native spans left out)."""
+        return [
+            s
+            for s in self.all()
+            if s.instrumentation_scope and s.instrumentation_scope.name == SCOPE
+        ]
 
     def one(self) -> ReadableSpan:
         """The single span of the call; fails if the SDK's native span leaked in too."""

@@ -123,21 +123,34 @@ class StreamState:
             self.finalizer = None
 
 
-def _watch(proxy: object, state: StreamState) -> None:
+def _own(proxy: object, state: StreamState) -> StreamState:
+    """Make ``proxy`` the object whose collection ends ``state``'s span.
+
+    Passing an existing ``state`` moves a stream's span onto a new proxy (an SDK helper that
+    re-wraps the response the first proxy was given) without ending it.
+    """
+    state._detach()
     try:
         state.finalizer = weakref.finalize(proxy, state.dropped)
     except TypeError:  # pragma: no cover - every wrapt proxy supports weakrefs today
         state.finalizer = None
+    return state
 
 
 class SyncStreamProxy(_ProxyBase):
     """Proxy for a sync iterator of chunks (see module docstring)."""
 
-    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: StreamAccumulator):
+    def __init__(
+        self,
+        wrapped: Any,
+        invocation: Invocation,
+        accumulator: StreamAccumulator,
+        *,
+        state: StreamState | None = None,
+    ):
         super().__init__(wrapped)
-        self._self_state = StreamState(invocation, accumulator)
+        self._self_state = _own(self, state or StreamState(invocation, accumulator))
         self._self_iter: Any = None
-        _watch(self, self._self_state)
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -180,11 +193,17 @@ class SyncStreamProxy(_ProxyBase):
 class AsyncStreamProxy(_ProxyBase):
     """Proxy for an async iterator of chunks (see module docstring)."""
 
-    def __init__(self, wrapped: Any, invocation: Invocation, accumulator: StreamAccumulator):
+    def __init__(
+        self,
+        wrapped: Any,
+        invocation: Invocation,
+        accumulator: StreamAccumulator,
+        *,
+        state: StreamState | None = None,
+    ):
         super().__init__(wrapped)
-        self._self_state = StreamState(invocation, accumulator)
+        self._self_state = _own(self, state or StreamState(invocation, accumulator))
         self._self_iter: Any = None
-        _watch(self, self._self_state)
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self

@@ -1,19 +1,18 @@
 """The ``messages.stream()`` helper: one span per entered manager, ended exactly once.
 
 The manager sends its request lazily, on ``__enter__``/``__aenter__``, so we swap its private
-request callable for one that opens the span there. Two SDK shapes:
-- current SDKs: the helper ``MessageStream`` reads a raw ``Stream`` we hand it wrapped in a
-  stream proxy, so every helper path (iteration, ``text_stream``, ``until_done``,
-  ``get_final_message``) flows through the proxy;
-- older SDKs (``MessageStream`` *is* the ``Stream``): we tap its internal iterator instead.
+request callable for one that opens the span there and hands back the raw ``Stream`` wrapped
+in a stream proxy. The helper ``MessageStream`` reads that raw stream, so every helper path
+(iteration, ``text_stream``, ``until_done``, ``get_final_message``) flows through the proxy.
+Older SDKs build the helper on a fresh raw stream over the same response; the manager proxy
+then moves the span onto a proxy of that one (``_self_rehome``).
 The manager itself is proxied so an exception leaving its ``with`` block fails the span, and
 leaving it ends the span (``closed``) if the stream was not read to the end.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -42,27 +41,35 @@ def _request_attr(manager: Any) -> str | None:
     return None
 
 
-def _is_helper_stream(raw: Any) -> bool:
-    """True on older SDKs, where the request returns the helper stream itself."""
-    return hasattr(raw, "text_stream") and hasattr(raw, "_iterator")
-
-
 class StreamManagerProxy(_ProxyBase):
     """Proxy of ``MessageStreamManager`` / ``AsyncMessageStreamManager``."""
 
-    def __init__(self, wrapped: Any, states: list[StreamState]) -> None:
+    def __init__(self, wrapped: Any, proxies: list[Any]) -> None:
         super().__init__(wrapped)
-        self._self_states = states
+        self._self_proxies = proxies
 
     def _self_exit(self, exc: BaseException | None) -> None:
-        for state in self._self_states:
+        for proxy in self._self_proxies:
+            state: StreamState = proxy._self_state
             if exc is not None:
                 state.fail(exc)
             else:
                 state.finish("closed")
 
+    def _self_rehome(self, stream: Any) -> Any:
+        """Older SDKs build the helper on a *new* raw stream over the same response: move the
+        span onto a proxy of that one so every helper path still flows through us."""
+        raw = getattr(stream, "_raw_stream", None)
+        for proxy in self._self_proxies:
+            if raw is not None and raw is not proxy:
+                state: StreamState = proxy._self_state
+                stream._raw_stream = type(proxy)(
+                    raw, state.invocation, state.accumulator, state=state
+                )
+        return stream
+
     def __enter__(self) -> Any:
-        return self.__wrapped__.__enter__()
+        return self._self_rehome(self.__wrapped__.__enter__())
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         if exc is not None:
@@ -73,7 +80,7 @@ class StreamManagerProxy(_ProxyBase):
             self._self_exit(None)
 
     async def __aenter__(self) -> Any:
-        return await self.__wrapped__.__aenter__()
+        return self._self_rehome(await self.__wrapped__.__aenter__())
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         if exc is not None:
@@ -94,56 +101,11 @@ class _LazyAwait:
         return self._factory().__await__()
 
 
-def _tap(stream: Any, state: StreamState) -> Any:
-    inner: Iterator[Any] = stream._iterator
-
-    def tapped() -> Iterator[Any]:
-        try:
-            for item in inner:
-                state.on_chunk(item)
-                yield item
-        except GeneratorExit:
-            state.finish("closed")
-            raise
-        except BaseException as exc:
-            state.fail(exc)
-            raise
-        state.finish("exhausted")
-
-    stream._iterator = tapped()
-    state.finalizer = weakref.finalize(stream, state.dropped)
-    return stream
-
-
-def _atap(stream: Any, state: StreamState) -> Any:
-    inner: AsyncIterator[Any] = stream._iterator
-
-    async def tapped() -> AsyncIterator[Any]:
-        try:
-            async for item in inner:
-                state.on_chunk(item)
-                yield item
-        except GeneratorExit:
-            state.finish("closed")
-            raise
-        except BaseException as exc:
-            state.fail(exc)
-            raise
-        state.finish("exhausted")
-
-    stream._iterator = tapped()
-    state.finalizer = weakref.finalize(stream, state.dropped)
-    return stream
-
-
-def _adopt(inv: Invocation, raw: Any, states: list[StreamState], *, is_async: bool) -> Any:
-    accumulator = AnthropicAccumulator(inv.content)
-    if _is_helper_stream(raw):
-        state = StreamState(inv, accumulator)
-        states.append(state)
-        return _atap(raw, state) if is_async else _tap(raw, state)
-    proxy = (AsyncStreamProxy if is_async else SyncStreamProxy)(raw, inv, accumulator)
-    states.append(proxy._self_state)
+def _adopt(inv: Invocation, raw: Any, proxies: list[Any], *, is_async: bool) -> Any:
+    proxy = (AsyncStreamProxy if is_async else SyncStreamProxy)(
+        raw, inv, AnthropicAccumulator(inv.content)
+    )
+    proxies.append(proxy)
     return proxy
 
 
@@ -155,7 +117,7 @@ def hook_manager(
     if attr is None:
         return manager
     original = getattr(manager, attr)
-    states: list[StreamState] = []
+    proxies: list[Any] = []
 
     if is_async:
 
@@ -165,7 +127,7 @@ def hook_manager(
                 return await original
             raw = await run_async(inv, lambda: original)
             try:
-                return _adopt(inv, raw, states, is_async=True)
+                return _adopt(inv, raw, proxies, is_async=True)
             except Exception:
                 inv.end()
                 return raw
@@ -179,10 +141,10 @@ def hook_manager(
                 return original()
             raw = run(inv, original)
             try:
-                return _adopt(inv, raw, states, is_async=False)
+                return _adopt(inv, raw, proxies, is_async=False)
             except Exception:
                 inv.end()
                 return raw
 
         setattr(manager, attr, api_request)
-    return StreamManagerProxy(manager, states)
+    return StreamManagerProxy(manager, proxies)
