@@ -117,9 +117,16 @@ def test_converse_span_carries_request_response_and_content(
     ]
 
 
+@pytest.mark.parametrize("latest", [False, True], ids=["v1.41", "latest_experimental"])
 def test_usage_input_tokens_include_cache_read_and_write(
-    client: Any, fake: FakeBedrock, one_span: Callable[[], ReadableSpan]
+    client: Any,
+    fake: FakeBedrock,
+    one_span: Callable[[], ReadableSpan],
+    monkeypatch: pytest.MonkeyPatch,
+    latest: bool,
 ) -> None:
+    if latest:
+        monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
     usage_shape = client.meta.service_model.shape_for("TokenUsage")
     if "cacheReadInputTokens" not in usage_shape.members:
         pytest.skip("this botocore predates Bedrock prompt caching")
@@ -141,6 +148,8 @@ def test_usage_input_tokens_include_cache_read_and_write(
     assert a["gen_ai.usage.cache_read.input_tokens"] == 10339
     assert a["gen_ai.usage.cache_creation.input_tokens"] == 12
     assert a["gen_ai.usage.output_tokens"] == 23
+    # The newer name for cache writes only behind the opt-in switch.
+    assert a.get("gen_ai.usage.cache_write.input_tokens") == (12 if latest else None)
 
 
 def test_tool_use_round_trip_records_definitions_calls_and_results(
