@@ -21,7 +21,7 @@ import wrapt
 from opentelemetry.util.types import AttributeValue
 
 from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
-from ._safe import contained
+from ._safe import contained, safe_invoke
 
 _logger = logging.getLogger("spanlake.instrumentation")
 
@@ -94,9 +94,7 @@ class StreamState:
         if inv.ended:
             return
         self._detach()
-        inv.span.set_attribute(STREAM_END, how)
-        inv.span.set_attribute(STREAM_CHUNKS, self.chunks)
-        inv.set_response(self.accumulator.response())
+        self._record(how)
         inv.end()
 
     @contained
@@ -105,10 +103,17 @@ class StreamState:
         if inv.ended:
             return
         self._detach()
-        inv.span.set_attribute(STREAM_END, "error")
-        inv.span.set_attribute(STREAM_CHUNKS, self.chunks)
-        inv.set_response(self.accumulator.response())
+        self._record("error")
         inv.fail(exc)
+
+    @contained
+    def _record(self, how: str) -> None:
+        """What the stream delivered; a failing accumulator must not keep the span open."""
+        inv = self.invocation
+        inv.span.set_attributes({STREAM_END: how, STREAM_CHUNKS: self.chunks})
+        response = safe_invoke(self.accumulator.response)
+        if response is not None:
+            inv.set_response(response)
 
     def dropped(self) -> None:
         """Finaliser callback: the app let go of the stream before it ended."""
