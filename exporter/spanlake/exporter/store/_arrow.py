@@ -204,7 +204,7 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [u.cache_creation_input_tokens if u else None for u in usages],
         [u.reasoning_output_tokens if u else None for u in usages],
         [dumps(s.attributes) for s in spans],
-        [dumps([e.to_dict() for e in s.events]) if s.events else None for s in spans],
+        [dumps(s.events) if s.events else None for s in spans],  # orjson encodes dataclasses
         [resource_json(s.resource) for s in spans],
         [s.service_name for s in spans],
         [s.scope for s in spans],

@@ -82,8 +82,15 @@ class LakeBackend(ABC):
     location: str
 
     @abstractmethod
-    def dataset(self, table: str) -> ds.FileSystemDataset | None:
-        """The table's current files (with partition columns), None if it has none yet."""
+    def files(self, table: str) -> list[str]:
+        """Paths of the table's current data files (cheap: no file is opened)."""
+
+    @abstractmethod
+    def dataset(
+        self, table: str, paths: Sequence[str] | None = None
+    ) -> ds.FileSystemDataset | None:
+        """The table's current files, or just ``paths`` of them, with partition columns;
+        None if there is no file."""
 
     @abstractmethod
     def append(self, table: str, data: pa.Table, *, txn_id: str | None = None) -> list[str] | None:
@@ -192,14 +199,12 @@ class LakeStore(Store):
             raise StoreError(f"store {self.uri} is closed")
 
     def _new_files(self, table: str, seen: set[str]) -> ds.FileSystemDataset | None:
-        dataset = self.backend.dataset(table)
-        if dataset is None:
-            return None
-        new = [f for f in dataset.files if f not in seen]
+        new = [f for f in self.backend.files(table) if f not in seen]
         if not new:
             return None
+        dataset = self.backend.dataset(table, new)
         seen.update(new)
-        return subset(dataset, new)
+        return dataset
 
     # -- experiments ---------------------------------------------------------------------
     def _refresh_small(self, table: str) -> None:
@@ -606,7 +611,6 @@ class LakeStore(Store):
             names = pa.array(list(experiment_names), pa.string())
             table = table.filter(pc.is_in(table.column("experiment"), value_set=names))
         if node is not None and table.num_rows:
-            self._refresh_small(TAG_OVERRIDES)
             evaluator = Evaluator(table, self._read_spans, self._assessment_list)
             table = table.filter(evaluator.mask(node))
         indices = order_indices(table, order, offset + max_results + 1)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from spanlake.exporter.errors import ConfigError, StoreError, TransientStoreError
-from spanlake.exporter.store._lake import PARTITIONED, LakeBackend, LakeStore
+from spanlake.exporter.store._lake import PARTITIONED, LakeBackend, LakeStore, subset
 from spanlake.exporter.store.uri import StoreURI
 
 try:
@@ -85,7 +85,19 @@ class DeltaBackend(LakeBackend):
             return None
         return dt
 
-    def dataset(self, table: str) -> ds.FileSystemDataset | None:
+    def files(self, table: str) -> list[str]:
+        dataset = self.dataset(table)
+        return [] if dataset is None else list(dataset.files)
+
+    def dataset(
+        self, table: str, paths: Sequence[str] | None = None
+    ) -> ds.FileSystemDataset | None:
+        full = self._current(table)
+        if full is None or paths is None:
+            return full
+        return subset(full, paths)
+
+    def _current(self, table: str) -> ds.FileSystemDataset | None:
         dt = self._table(table)
         if dt is None:
             return None

@@ -112,8 +112,13 @@ class ParquetBackend(LakeBackend):
                     out.append(entry.path)
         return sorted(out)
 
-    def dataset(self, table: str) -> ds.FileSystemDataset | None:
-        files = self._files(table)
+    def files(self, table: str) -> list[str]:
+        return self._files(table)
+
+    def dataset(
+        self, table: str, paths: Sequence[str] | None = None
+    ) -> ds.FileSystemDataset | None:
+        files = self._files(table) if paths is None else list(paths)
         if not files:
             return None
         partitioning = (
