@@ -492,3 +492,39 @@ def test_parse_helper(client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any
     fake.script(Reply(text='{"city": "Paris"}'))
     parsed = client.messages.parse(model=MODEL, max_tokens=10, messages=HI)
     assert attrs(rec.one())[ga.RESPONSE_ID] == parsed.id
+
+
+def test_beta_messages_are_traced_too(
+    client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    if not hasattr(client.beta.messages, "stream"):
+        pytest.skip("beta.messages.stream arrived after this SDK version")
+    fake.script(Reply(text="beta"), Reply(text="beta stream"))
+    beta_hi: Any = HI
+    msg = client.beta.messages.create(model=MODEL, max_tokens=10, messages=beta_hi)
+    with client.beta.messages.stream(model=MODEL, max_tokens=10, messages=beta_hi) as stream:
+        assert stream.get_final_text() == "beta stream"
+    plain, streamed = rec.all()
+    assert attrs(plain)[ga.RESPONSE_ID] == msg.id
+    assert content(streamed, ga.OUTPUT_MESSAGES)[0]["parts"][0]["content"] == "beta stream"
+
+
+async def test_async_bedrock_stream(
+    fake: FakeAnthropic, instrumented: AnthropicInstrumentor, rec: Any
+) -> None:
+    pytest.importorskip("botocore")
+    fake.script(Reply(text="async bedrock"))
+    async with anthropic.AsyncAnthropicBedrock(
+        base_url=fake.base_url,
+        aws_access_key="AKIDEXAMPLE",
+        aws_secret_key="wJalrXUtnFEMI/K7MDENG",
+        aws_region="us-east-1",
+        max_retries=0,
+    ) as c:
+        async with c.messages.stream(
+            model="anthropic.claude-3-5-sonnet-20241022-v2:0", max_tokens=10, messages=HI
+        ) as stream:
+            assert await stream.get_final_text() == "async bedrock"
+    span = rec.one()
+    assert attrs(span)[ga.PROVIDER_NAME] == "aws.bedrock"
+    assert attrs(span)["spanlake.stream.end"] == "exhausted"
