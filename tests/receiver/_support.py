@@ -221,7 +221,7 @@ def grpc_export(
     import grpc
 
     target = f"127.0.0.1:{port}"
-    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    options: list[tuple[str, Any]] = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
     if credentials is not None:
         options.append(("grpc.ssl_target_name_override", "localhost"))
         channel = grpc.secure_channel(target, credentials, options=options)

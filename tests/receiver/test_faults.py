@@ -45,7 +45,7 @@ def test_transient_store_faults_lose_nothing(
     start_receiver: StartReceiver, sqlite_uri: str
 ) -> None:
     flaky = EveryOtherWriteFails(open_store(sqlite_uri))
-    r = start_receiver(flaky, retry_after_s=1)  # type: ignore[arg-type]
+    r = start_receiver(flaky, retry_after_s=1)
     senders = {"g": make_sdk_spans("g", 80), "h": make_sdk_spans("h", 80)}
     results: list[Any] = []
 

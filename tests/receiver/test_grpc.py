@@ -23,12 +23,12 @@ from receiver.conftest import StartReceiver
 
 def _rpc_error(port: int, body: bytes, **kwargs: object) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
-        grpc_export(port, body, **kwargs)  # type: ignore[arg-type]
+        grpc_export(port, body, **kwargs)
     return info.value
 
 
 def _trailers(error: grpc.RpcError) -> dict[str, bytes]:
-    return {k: v for k, v in error.trailing_metadata() or ()}  # type: ignore[attr-defined]
+    return {k: v for k, v in error.trailing_metadata() or ()}
 
 
 def test_export_is_stored_and_acknowledged(start_receiver: StartReceiver) -> None:
@@ -71,7 +71,7 @@ def test_over_our_limit_is_resource_exhausted_without_retry_info(
         "x" * (2 * 1024 * 1024)
     )
     error = _rpc_error(r.grpc_port, req.SerializeToString())
-    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "google.rpc.retryinfo-bin" not in _trailers(error)
     assert store.spans == {}
 
@@ -79,7 +79,7 @@ def test_over_our_limit_is_resource_exhausted_without_retry_info(
 def test_garbage_is_invalid_argument_with_rich_status(start_receiver: StartReceiver) -> None:
     r = start_receiver(MemoryStore())
     error = _rpc_error(r.grpc_port, b"\xff\xff\xff")
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = status_pb2.Status.FromString(_trailers(error)["grpc-status-details-bin"])
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "invalid OTLP protobuf" in status.message
@@ -99,7 +99,7 @@ def test_bad_spans_are_rejected_alone_via_partial_success(start_receiver: StartR
 
 
 def _assert_retry_info(error: grpc.RpcError, seconds: int) -> None:
-    assert error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     trailers = _trailers(error)
     # What the Python OTLP exporter reads ...
     info = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
@@ -147,7 +147,7 @@ def test_bearer_token_and_experiment_metadata(start_receiver: StartReceiver) -> 
     body = simple_request(1).SerializeToString()
     for metadata in ((), (("authorization", "Bearer nope"),)):
         error = _rpc_error(r.grpc_port, body, metadata=metadata)
-        assert error.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     grpc_export(
         r.grpc_port,
         body,
