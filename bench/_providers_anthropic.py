@@ -13,8 +13,8 @@ from typing import Any
 
 from _providers_common import PROMPT_MARKER, REPLY_MARKER, Setup, build_setup
 
-MODEL = "claude-sonnet-4-5"
-RESPONSE_MODEL = "claude-sonnet-4-5-20250929"
+MODEL = "claude-sonnet-4-6"
+RESPONSE_MODEL = "claude-sonnet-4-6"
 SYSTEM = "You are a concise assistant for a travel company. Answer in two short paragraphs."
 REPLY = (
     f"{REPLY_MARKER} Lisbon in late spring is mild and bright, with long evenings. "
