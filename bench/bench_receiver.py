@@ -137,7 +137,11 @@ def start_spanlake(workdir: Path) -> Server:
     cmd = [sys.executable, "-m", "spanlake.exporter.receiver", "--store", f"sqlite:///{db}",
            "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(
-        _pin(cmd, "0"), stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        _pin(cmd, "0"),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=workdir,
     )
     _wait_http(f"http://127.0.0.1:{http_port}/health", 60, proc, log)
     return Server(
@@ -158,7 +162,11 @@ def start_mlflow(workdir: Path, venv: Path) -> Server:
            "--default-artifact-root", str(workdir / "artifacts"), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]  # fmt: skip
     proc = subprocess.Popen(
-        _pin(cmd, "0"), stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        _pin(cmd, "0"),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=workdir,
     )
     _wait_http(f"http://127.0.0.1:{port}/health", 180, proc, log)
     # An experiment to send to (id "0" is the Default experiment).
@@ -190,6 +198,7 @@ def start_phoenix(workdir: Path, venv: Path) -> Server:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        cwd=workdir,
         env=env,
     )
     _wait_http(f"http://127.0.0.1:{port}/healthz", 180, proc, log)

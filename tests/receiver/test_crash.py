@@ -20,10 +20,17 @@ from receiver._support import check_stored, free_port, make_sdk_spans, otlp_expo
 from spanlake.exporter.store import open_store
 
 
-def _start(uri: str, grpc_port: int, http_port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    uri: str, grpc_port: int, http_port: int, log: Path, console_script: bool = False
+) -> subprocess.Popen[bytes]:
+    script = Path(sys.executable).parent / "spanlake"
+    if console_script and script.exists():
+        command = [str(script), "serve"]  # the installed `spanlake serve`
+    else:
+        command = [sys.executable, "-m", "spanlake.exporter.receiver"]
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "spanlake.exporter.receiver",
+            *command,
             "--store", uri, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
             "--log-level", "WARNING",
         ],
@@ -99,7 +106,7 @@ def test_sigterm_exits_cleanly_and_data_is_kept(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'term.db'}"
     grpc_port, http_port = free_port(), free_port()
     log = tmp_path / "receiver.log"
-    proc = _start(uri, grpc_port, http_port, log)
+    proc = _start(uri, grpc_port, http_port, log, console_script=True)
     try:
         spans = make_sdk_spans("t", 10)
         exporter = otlp_exporter("http", http_port, timeout=10)

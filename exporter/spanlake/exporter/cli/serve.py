@@ -14,6 +14,7 @@ ENV_STORE = "SPANLAKE_STORE"
 ENV_EXPERIMENT = "SPANLAKE_EXPERIMENT"
 DEFAULT_STORE = "sqlite:///spanlake.db"
 
+_DESCRIPTION = "Run the OTLP receiver (gRPC 4317, HTTP 4318) in front of a store: spans are\nacknowledged once durable in the store."
 _EPILOG = """\
 Point any OTLP exporter at it, e.g.
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
@@ -64,7 +65,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the OTLP receiver (gRPC 4317, HTTP 4318)",
-        description=__doc__,
+        description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m spanlake.exporter.receiver``)."""
     parser = argparse.ArgumentParser(
         prog="spanlake serve",
-        description=__doc__,
+        description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
