@@ -5,6 +5,7 @@ told to back off (429 / UNAVAILABLE + RetryInfo) and must retry."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -81,3 +82,61 @@ def test_overloaded_receiver_makes_clients_retry_without_loss(
         count for (_, code), count in r.metrics.requests.items() if code in ("429", "UNAVAILABLE")
     )
     assert refused > 0, "the in-flight limit was never reached; the test proves nothing"
+
+
+def test_flood_stays_within_the_in_flight_budget(start_receiver: StartReceiver) -> None:
+    """Many concurrent 1 MiB requests: the gate never admits more than its byte budget,
+    each request is either stored (200) or told to retry (429), never anything else."""
+    from receiver._support import MemoryStore, post, simple_request
+
+    mib = 1024 * 1024
+    store = MemoryStore()
+    r = start_receiver(store, max_request_bytes=2 * mib, max_inflight_bytes=3 * mib)
+    bodies = []
+    for i in range(16):
+        req = simple_request(1, seed=100 + i, name=f"flood{i}")
+        req.resource_spans[0].scope_spans[0].spans[0].attributes.add(
+            key="blob"
+        ).value.string_value = "x" * mib
+        bodies.append(req.SerializeToString())
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], r.metrics.inflight_bytes)
+            time.sleep(0.0002)
+
+    statuses: list[int] = []
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    workers = [
+        threading.Thread(target=lambda b=b: statuses.append(post(r.http_port, b)[0]))
+        for b in bodies
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    stop.set()
+    sampler.join()
+    assert sorted(set(statuses)) <= [200, 429] and len(statuses) == 16
+    assert 0 < peak[0] <= 3 * mib
+    assert len(store.spans) == statuses.count(200)
+    assert r.metrics.inflight_bytes == 0 and r.metrics.inflight_requests == 0
+
+
+def test_connection_limit_answers_503(start_receiver: StartReceiver) -> None:
+    import socket
+
+    from receiver._support import MemoryStore
+
+    r = start_receiver(MemoryStore(), max_connections=2)
+    held = [socket.create_connection(("127.0.0.1", r.http_port)) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", r.http_port), timeout=10) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(100).startswith(b"HTTP/1.1 503")
+    finally:
+        for s in held:
+            s.close()
