@@ -46,16 +46,22 @@ def finish_reason(value: Any) -> str | None:
 
 def indexed(flat: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
     """``{prefix + "0.a": 1, prefix + "1.b": 2}`` -> ``[{"a": 1}, {"b": 2}]`` by index order."""
-    groups: dict[int, dict[str, Any]] = {}
-    cut = len(prefix)
+    return families(flat, (prefix,))[prefix]
+
+
+def families(flat: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`indexed` for several prefixes in ONE pass over the keys (the hot loop)."""
+    groups: dict[str, dict[int, dict[str, Any]]] = {p: {} for p in prefixes}
     for key, value in flat.items():
-        if not key.startswith(prefix):
+        if not key.startswith(prefixes):
             continue
-        index, _, rest = key[cut:].partition(".")
-        if not rest or not index.isdigit() or len(index) > 6:
-            continue
-        groups.setdefault(int(index), {})[rest] = value
-    return [groups[i] for i in sorted(groups)]
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                index, _, rest = key[len(prefix) :].partition(".")
+                if rest and index.isdigit() and len(index) <= 6:
+                    groups[prefix].setdefault(int(index), {})[rest] = value
+                break
+    return {p: [g[i] for i in sorted(g)] for p, g in groups.items()}
 
 
 def text_part(content: Any) -> Part:

@@ -111,7 +111,8 @@ def _message(flat: Mapping[str, Any], output: bool, finish: Any) -> _parts.Messa
         )
     else:
         parts.extend(_parts.content_to_parts(flat.get("message.content")))
-    for item in _parts.indexed(flat, "message.contents."):
+    nested = _parts.families(flat, ("message.contents.", "message.tool_calls."))
+    for item in nested["message.contents."]:
         kind = item.get("message_content.type")
         if kind == "text" and "message_content.text" in item:
             parts.append(_parts.text_part(item["message_content.text"]))
@@ -120,26 +121,22 @@ def _message(flat: Mapping[str, Any], output: bool, finish: Any) -> _parts.Messa
             parts.append({"type": "uri", "modality": "image", "uri": url})
         elif (call := _tool_call(item)) is not None:  # Anthropic tool_use echoed as content
             _parts.merge_tool_calls(parts, [call])
-    calls = [c for c in map(_tool_call, _parts.indexed(flat, "message.tool_calls.")) if c]
+    calls = [c for c in map(_tool_call, nested["message.tool_calls."]) if c]
     _parts.merge_tool_calls(parts, calls)
     return _parts.message(role, parts, name=flat.get("message.name"), finish=finish, output=output)
 
 
 def _messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
     finish = src.get("llm.finish_reason")
+    flat = _parts.families(src, (INPUT_MESSAGES, OUTPUT_MESSAGES, TOOLS))
     for prefix, target, output in (
         (INPUT_MESSAGES, g.INPUT_MESSAGES, False),
         (OUTPUT_MESSAGES, g.OUTPUT_MESSAGES, True),
     ):
-        if target in out:
-            continue
-        flat = _parts.indexed(src, prefix)
-        if flat:
-            put(out, target, dumps([_message(m, output, finish) for m in flat]))
-    if g.TOOL_DEFINITIONS not in out:
-        tools = [
-            _parts.tool_definition(t.get("tool.json_schema")) for t in _parts.indexed(src, TOOLS)
-        ]
+        if target not in out and flat[prefix]:
+            put(out, target, dumps([_message(m, output, finish) for m in flat[prefix]]))
+    if g.TOOL_DEFINITIONS not in out and flat[TOOLS]:
+        tools = [_parts.tool_definition(t.get("tool.json_schema")) for t in flat[TOOLS]]
         defs = [t for t in tools if t is not None]
         if defs:
             put(out, g.TOOL_DEFINITIONS, dumps(defs))

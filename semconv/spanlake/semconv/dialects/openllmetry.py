@@ -89,12 +89,13 @@ def _message(flat: Mapping[str, Any], output: bool) -> _parts.Message:
 
 
 def _messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
+    flat = _parts.families(src, (PROMPTS, COMPLETIONS, FUNCTIONS))
     if g.INPUT_MESSAGES not in out:
-        prompts = _parts.indexed(src, PROMPTS)
+        prompts = flat[PROMPTS]
         if prompts:
             put(out, g.INPUT_MESSAGES, dumps([_message(m, False) for m in prompts]))
     if g.OUTPUT_MESSAGES not in out:
-        completions = _parts.indexed(src, COMPLETIONS)
+        completions = flat[COMPLETIONS]
         if completions:
             messages = [_message(m, True) for m in completions]
             put(out, g.OUTPUT_MESSAGES, dumps(messages))
@@ -110,7 +111,7 @@ def _messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
                     "parameters": f.get("parameters", f.get("input_schema")),
                 }
             )
-            for f in _parts.indexed(src, FUNCTIONS)
+            for f in flat[FUNCTIONS]
         ]
         defs = [t for t in tools if t is not None]
         if defs:
