@@ -47,7 +47,7 @@ from spanlake.exporter.records import (
 )
 from spanlake.exporter.rollup import rollup
 from spanlake.exporter.store import _arrow
-from spanlake.exporter.store._query_arrow import Evaluator, order_indices
+from spanlake.exporter.store._query_arrow import Evaluator, TraceView, order_indices
 from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store
 from spanlake.exporter.store.filter import parse_filter, parse_order_by
 
@@ -134,14 +134,6 @@ class _Known:
     files: set[str] = field(default_factory=set)
 
 
-@dataclass
-class _Best:
-    basis: tuple[int, int]  # (span_count + tag overrides, computed time)
-    span_count: int
-    chunk: int
-    row: int
-
-
 def _encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"offset": offset})).decode()
 
@@ -180,9 +172,11 @@ class LakeStore(Store):
         self._known_spans = 0
         # traces: row chunks + the winning row per trace; materialised lazily for queries
         self._trace_files_seen: set[str] = set()
-        self._chunks: list[pa.Table] = []
-        self._best: dict[str, _Best] = {}
-        self._materialised: pa.Table | None = None
+        self._trace_pending: list[pa.Table] = []  # rows not merged into the read view
+        self._materialised: pa.Table | None = None  # the winning row per trace
+        self._view: TraceView | None = None
+        self._count_pending: list[pa.Table] = []  # rows not yet in _best
+        self._best: dict[str, tuple[tuple[int, int], int]] = {}  # -> (basis, span_count)
         # small tables, kept whole in memory
         self._small_seen: dict[str, set[str]] = {
             ASSESSMENTS: set(),
@@ -310,8 +304,8 @@ class LakeStore(Store):
             for path in self._recent_index.get(trace_id, ()):
                 if path not in known.files:
                     wanted.setdefault(path, set()).add(trace_id)
-            best = self._best.get(trace_id)
-            if best is not None and best.span_count > len(known.spans):
+            count = self._best_count(trace_id)
+            if count is not None and count > len(known.spans):
                 full_scan.append(trace_id)
         if not wanted and not full_scan:
             return
@@ -323,7 +317,7 @@ class LakeStore(Store):
             by_traces.setdefault(frozenset(traces), []).append(path)
         for group, paths in by_traces.items():
             self._read_into_cache(dataset, paths, set(group))
-        full_scan = [t for t in full_scan if self._best[t].span_count > len(self._known[t].spans)]
+        full_scan = [t for t in full_scan if (self._best_count(t) or 0) > len(self._known[t].spans)]
         if full_scan:
             self._read_into_cache(dataset, list(dataset.files), set(full_scan))
 
@@ -373,46 +367,48 @@ class LakeStore(Store):
 
     # -- trace rows ----------------------------------------------------------------------
     def _add_trace_rows(self, rows: pa.Table) -> None:
-        chunk = len(self._chunks)
-        self._chunks.append(rows)
-        counts = rows.column("span_count").to_pylist()
-        overrides = rows.column("tag_override_count").to_pylist()
-        computed = rows.column("computed_time_ns").to_pylist()
-        for i, trace_id in enumerate(rows.column("trace_id").to_pylist()):
-            basis = (counts[i] + overrides[i], computed[i])
-            best = self._best.get(trace_id)
-            if best is None or basis > best.basis:
-                self._best[trace_id] = _Best(basis, counts[i], chunk, i)
-                self._materialised = None
+        self._trace_pending.append(rows)
+        self._count_pending.append(rows)
 
     def _refresh_traces(self) -> None:
         new = self._new_files(TRACES, self._trace_files_seen)
         if new is not None:
             self._add_trace_rows(new.to_table())
 
+    def _best_count(self, trace_id: str) -> int | None:
+        """Spans in the winning row of a trace (None: no row). Writers only: the lookup
+        dict is built lazily so that readers never pay for it."""
+        if self._count_pending:
+            best = self._best
+            for rows in self._count_pending:
+                counts = rows.column("span_count").to_pylist()
+                overrides = rows.column("tag_override_count").to_pylist()
+                computed = rows.column("computed_time_ns").to_pylist()
+                for i, tid in enumerate(rows.column("trace_id").to_pylist()):
+                    basis = (counts[i] + overrides[i], computed[i])
+                    old = best.get(tid)
+                    if old is None or basis > old[0]:
+                        best[tid] = (basis, counts[i])
+            self._count_pending = []
+        found = self._best.get(trace_id)
+        return None if found is None else found[1]
+
     def _traces_table(self) -> pa.Table:
-        """The winning row of every trace (rebuilt only after a change)."""
-        if self._materialised is not None:
-            return self._materialised
-        if not self._best:
-            table = _arrow.TRACES_SCHEMA.empty_table()
-        else:
-            per_chunk: dict[int, list[int]] = {}
-            for best in self._best.values():
-                per_chunk.setdefault(best.chunk, []).append(best.row)
-            parts = [
-                self._chunks[c].take(pa.array(sorted(rows), pa.int64()))
-                for c, rows in per_chunk.items()
-            ]
-            table = pa.concat_tables(parts).combine_chunks()
-        # Keep only the winners in memory from now on.
-        self._chunks = [table]
-        self._best = {
-            trace_id: _Best(self._best[trace_id].basis, self._best[trace_id].span_count, 0, i)
-            for i, trace_id in enumerate(table.column("trace_id").to_pylist())
-        }
-        self._materialised = table
-        return table
+        """The winning row of every trace (merged vectorised, only after a change)."""
+        if self._trace_pending:
+            parts = [self._materialised] if self._materialised is not None else []
+            self._materialised = winners(pa.concat_tables(parts + self._trace_pending))
+            self._trace_pending = []
+            self._view = None
+        if self._materialised is None:
+            self._materialised = _arrow.TRACES_SCHEMA.empty_table()
+        return self._materialised
+
+    def _trace_view(self) -> TraceView:
+        table = self._traces_table()
+        if self._view is None or self._view.table is not table:
+            self._view = TraceView(table)
+        return self._view
 
     def _tag_overrides(self, trace_id: str) -> tuple[dict[str, str | None], int]:
         log = sorted(self._overrides.get(trace_id, ()), key=lambda e: (e[0], e[1]))
@@ -499,13 +495,7 @@ class LakeStore(Store):
             t
             for t in touched
             if (t in with_new and rolled.get(t, (0,))[0] != len(self._known[t].spans))
-            or (
-                t not in with_new
-                and (
-                    (best := self._best.get(t)) is None
-                    or best.span_count != len(self._known[t].spans)
-                )
-            )
+            or (t not in with_new and self._best_count(t) != len(self._known[t].spans))
         }
         rolled.update(self._rollups(stale))
         self._write_rollups(rolled)
@@ -515,7 +505,7 @@ class LakeStore(Store):
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:
         self._refresh_traces()
-        if trace_id not in self._best:
+        if self._best_count(trace_id) is None:
             raise NotFoundError(f"trace {trace_id!r} not found in {self.uri}")
 
     def _set_override(self, trace_id: str, key: str, value: str | None) -> None:
@@ -606,15 +596,25 @@ class LakeStore(Store):
         offset: int,
     ) -> TracePage:
         self._refresh_traces()
-        table = self._traces_table()
+        view = self._trace_view()
+        table = view.table
+        mask = None
         if experiment_names is not None:
             names = pa.array(list(experiment_names), pa.string())
-            table = table.filter(pc.is_in(table.column("experiment"), value_set=names))
+            mask = pc.is_in(table.column("experiment"), value_set=names)
         if node is not None and table.num_rows:
-            evaluator = Evaluator(table, self._read_spans, self._assessment_list)
-            table = table.filter(evaluator.mask(node))
-        indices = order_indices(table, order, offset + max_results + 1)
-        page = table.take(indices[offset : offset + max_results + 1])
+            evaluator = Evaluator(view, self._read_spans, self._assessment_list)
+            hit = evaluator.mask(node)
+            mask = hit if mask is None else pc.and_(mask, hit)
+        # Order a narrow table of the candidates; take full rows only for the page.
+        keys = table.select(list(dict.fromkeys(["trace_id", *(f for f, _ in order)])))
+        candidates = None
+        if mask is not None:
+            candidates = pc.indices_nonzero(mask)
+            keys = keys.take(candidates)
+        top = order_indices(keys, order, offset + max_results + 1)
+        rows = top if candidates is None else candidates.take(top)
+        page = table.take(rows[offset : offset + max_results + 1])
         infos = _arrow.table_to_infos(page.slice(0, max_results))
         token = _encode_token(offset + max_results) if page.num_rows > max_results else None
         return TracePage(infos, token)
@@ -709,7 +709,7 @@ class LakeStore(Store):
                 counts.column("span_id_count_distinct").to_pylist(),
                 strict=True,
             )
-            if (best := self._best.get(trace_id)) is None or best.span_count != count
+            if self._best_count(trace_id) != count
         ]
         for i in range(0, len(stale), 1000):
             chunk = stale[i : i + 1000]
@@ -734,6 +734,33 @@ class LakeStore(Store):
                 self.backend.close()
 
 
+def winners(rows: pa.Table) -> pa.Table:
+    """One row per trace: the one built from the most spans + tag overrides, then the
+    latest (vectorised: sort, keep the first row of each trace id)."""
+    n = rows.num_rows
+    ids = rows.column("trace_id")
+    if n == 0 or pc.count_distinct(ids).as_py() == n:
+        return rows.combine_chunks()
+    order = pc.sort_indices(
+        pa.table(
+            {
+                "t": ids,
+                "b": pc.add(rows.column("span_count"), rows.column("tag_override_count")),
+                "c": rows.column("computed_time_ns"),
+            }
+        ),
+        sort_keys=[("t", "ascending"), ("b", "descending"), ("c", "descending")],
+    )
+    sorted_ids = ids.take(order)
+    changed = pc.not_equal(sorted_ids.slice(1), sorted_ids.slice(0, n - 1))
+    first = (
+        pa.concat_arrays([pa.array([True]), *changed.chunks])
+        if isinstance(changed, pa.ChunkedArray)
+        else pa.concat_arrays([pa.array([True]), changed])
+    )
+    return rows.take(order.filter(first)).combine_chunks()
+
+
 def _dedupe(table: str, data: pa.Table) -> pa.Table:
     """Keep one row per key: first span per (trace_id, span_id), winning trace row, latest
     assessment per id; override and experiment logs are kept whole."""
@@ -749,14 +776,7 @@ def _dedupe(table: str, data: pa.Table) -> pa.Table:
             [("trace_id", "ascending"), ("start_time_ns", "ascending")]
         )
     if table == TRACES:
-        basis = pc.add(data.column("span_count"), data.column("tag_override_count"))
-        order = pc.sort_indices(
-            pa.table({"b": basis, "c": data.column("computed_time_ns")}),
-            sort_keys=[("b", "descending"), ("c", "descending")],
-        )
-        ranked = data.take(order).append_column("_i", pa.array(range(data.num_rows), pa.int64()))
-        first = ranked.group_by("trace_id", use_threads=False).aggregate([("_i", "min")])
-        return ranked.take(first.column("_i_min")).drop_columns(["_i"])
+        return winners(data)
     if table == ASSESSMENTS:
         order = pc.sort_indices(data, sort_keys=[("logged_time_ns", "descending")])
         ranked = data.take(order).append_column("_i", pa.array(range(data.num_rows), pa.int64()))

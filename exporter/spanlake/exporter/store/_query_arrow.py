@@ -76,15 +76,40 @@ def _value_type(array_type: pa.DataType, values: Iterable[Any]) -> pa.DataType:
     return array_type
 
 
-def _any_element(lists: pa.ChunkedArray | pa.Array, op: str, value: Any) -> pa.Array:
-    """Per row: does any element of the list column satisfy the (positive) comparison?"""
-    if isinstance(lists, pa.ChunkedArray):
-        lists = lists.combine_chunks()
-    flat = pc.list_flatten(lists)
-    parents = pc.list_parent_indices(lists)
-    hit = compare_array(flat, op, value)
-    rows = pc.unique(pc.filter(parents, hit))
-    return pc.is_in(pa.array(range(len(lists)), pa.int64()), value_set=rows.cast(pa.int64()))
+class TraceView:
+    """The materialised traces table plus flattened views of its map/list columns, built
+    once per table version so each query is a few vectorised kernels (no hashing)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._flat: dict[str, tuple[pa.Array, pa.Array | None, pa.Array]] = {}
+
+    def flat(self, column: str) -> tuple[pa.Array, pa.Array | None, pa.Array]:
+        """(entry values, entry keys or None, row offsets) of a list or map column."""
+        found = self._flat.get(column)
+        if found is None:
+            array = self.table.column(column).combine_chunks()
+            offsets = array.offsets
+            if pa.types.is_map(array.type):
+                keys = pc.list_flatten(pa.ListArray.from_arrays(offsets, array.keys))
+                values = pc.list_flatten(pa.ListArray.from_arrays(offsets, array.items))
+            else:
+                keys, values = None, pc.list_flatten(array)
+            offsets = pc.subtract(offsets.cast(pa.int64()), offsets[0].cast(pa.int64()))
+            found = (values, keys, offsets)
+            self._flat[column] = found
+        return found
+
+    @staticmethod
+    def rows_any(offsets: pa.Array, entry_hit: pa.Array) -> pa.Array:
+        """Per row: does any of its entries hit? (prefix sums over the entry mask)."""
+        prefix = pa.concat_arrays(
+            [pa.array([0], pa.int64()), pc.cumulative_sum(entry_hit.cast(pa.int64()))]
+        )
+        n = len(offsets) - 1
+        ends = prefix.take(offsets.slice(1, n))
+        starts = prefix.take(offsets.slice(0, n))
+        return pc.greater(pc.subtract(ends, starts), 0)
 
 
 def _sql_value(value: Any) -> Any:
@@ -129,11 +154,12 @@ class Evaluator:
 
     def __init__(
         self,
-        traces: pa.Table,
+        view: TraceView,
         read_spans: SpanReader,
         assessments: Callable[[], Sequence[Assessment]],
     ) -> None:
-        self.traces = traces
+        self.view = view
+        self.traces = view.table
         self.read_spans = read_spans
         self.assessments = assessments
 
@@ -156,15 +182,17 @@ class Evaluator:
         if f.kind == "trace":
             return compare_array(t.column(f.key), c.op, c.value)
         if f.kind in ("tag", "metadata"):
-            column = t.column("tags" if f.kind == "tag" else "metadata")
-            values = pc.map_lookup(column, pa.scalar(f.key), "first")
-            return compare_array(values, c.op, c.value)
+            # keys are unique per trace: "the value of key k matches" is "an entry with
+            # key k and a matching value exists"; an absent key never matches.
+            values, keys, offsets = self.view.flat("tags" if f.kind == "tag" else "metadata")
+            assert keys is not None
+            hit = pc.and_(pc.equal(keys, f.key), compare_array(values, c.op, c.value))
+            return TraceView.rows_any(offsets, hit)
         op = _POSITIVE.get(c.op, c.op)
         if f.kind in ("model", "provider"):
-            hit = _any_element(
-                t.column("models" if f.kind == "model" else "providers"), op, c.value
-            )
-            return pc.invert(hit) if c.negative else hit
+            values, _, offsets = self.view.flat("models" if f.kind == "model" else "providers")
+            any_hit = TraceView.rows_any(offsets, compare_array(values, op, c.value))
+            return pc.invert(any_hit) if c.negative else any_hit
         if f.kind == "span":
             ids = self._span_trace_ids(f.key, f.attr, op, c.value)
             hit = pc.is_in(t.column("trace_id"), value_set=ids)
