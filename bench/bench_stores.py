@@ -12,7 +12,8 @@ Everything is measured in the same run next to raw floors, and reported as ratio
   (pyarrow, DuckDB through Arrow, Polars), warm medians, before and after ``compact``.
 
 Run: ``python bench/bench_stores.py`` (``--quick`` for a small smoke run). Pinned to one core
-(``os.sched_setaffinity``) unless ``--all-cores``.
+(``os.sched_setaffinity``) for the throughput part unless ``--all-cores``; searches use
+every core (DuckDB/Polars/Arrow are multi-threaded readers).
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ from deltalake import DeltaTable, write_deltalake
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from store.factories import make_trace  # noqa: E402
+from store.factories import make_trace
 
-from spanlake.exporter.records import SpanRecord  # noqa: E402
-from spanlake.exporter.store import open_store  # noqa: E402
-from spanlake.exporter.store._arrow import spans_to_table  # noqa: E402
-from spanlake.exporter.store._lake import LakeStore  # noqa: E402
-from spanlake.exporter.store.maintenance import compact  # noqa: E402
+from spanlake.exporter.records import SpanRecord
+from spanlake.exporter.store import open_store
+from spanlake.exporter.store._arrow import spans_to_table
+from spanlake.exporter.store._lake import LakeStore
+from spanlake.exporter.store.maintenance import compact
 
 
 def realistic_trace(n: int) -> list[SpanRecord]:
@@ -148,7 +149,9 @@ def throughput(pool_spans: int, batch: int, rounds: int, work: Path) -> dict[str
                 t = time.perf_counter()
                 for b in pool:
                     store.write_spans(b)
-                record(f"store: {scheme} write_spans ({batch}-span batches)", time.perf_counter() - t)
+                record(
+                    f"store: {scheme} write_spans ({batch}-span batches)", time.perf_counter() - t
+                )
         for child in work.iterdir():
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     return results
@@ -203,9 +206,16 @@ def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -
             assert spans_ds is not None
             out[f"{label} span files"] = len(spans_ds.files)
 
+            dictionary_model = ds.ParquetFileFormat(
+                read_options=ds.ParquetReadOptions(dictionary_columns=["model"])
+            )
+
             def arrow_groupby() -> Any:
                 d = store.backend.dataset("spans")
                 assert d is not None
+                d = ds.FileSystemDataset(
+                    list(d.get_fragments()), d.schema, dictionary_model, d.filesystem
+                )
                 table = d.to_table(columns=["model", "total_tokens"])
                 return table.group_by("model").aggregate([("total_tokens", "sum")])
 
@@ -224,18 +234,22 @@ def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -
             if scheme == "parquet":
                 root = work / f"search-{scheme}" / "spans"
                 med, best = median_time(
-                    lambda: pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
-                    .group_by("model")
-                    .agg(pl.col("total_tokens").sum())
-                    .collect(),
+                    lambda: (
+                        pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
+                        .group_by("model")
+                        .agg(pl.col("total_tokens").sum())
+                        .collect()
+                    ),
                     repeat,
                 )
             else:
                 med, best = median_time(
-                    lambda: pl.scan_delta(str(work / f"search-{scheme}" / "spans"))
-                    .group_by("model")
-                    .agg(pl.col("total_tokens").sum())
-                    .collect(),
+                    lambda: (
+                        pl.scan_delta(str(work / f"search-{scheme}" / "spans"))
+                        .group_by("model")
+                        .agg(pl.col("total_tokens").sum())
+                        .collect()
+                    ),
                     repeat,
                 )
             out[f"{label} group-by tokens per model, Polars (ms, median/min)"] = (
@@ -271,32 +285,45 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.pool_spans, args.rounds, args.search_spans, args.repeat = 10_000, 1, 20_000, 3
-    if not args.all_cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"# bench_stores  cores={len(os.sched_getaffinity(0))}  load={os.getloadavg()}")
+    all_cores = os.sched_getaffinity(0)
+    print(f"# bench_stores  cores={len(all_cores)}  load={os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="spanlake-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_throughput:
+            # Write throughput is "per core": pin to one (threads inherit the mask).
+            if not args.all_cores:
+                os.sched_setaffinity(0, {min(all_cores)})
             results = throughput(args.pool_spans, args.batch, args.rounds, work)
+            os.sched_setaffinity(0, all_cores)
             med = {k: statistics.median(v) for k, v in results.items()}
-            print(f"\n## write throughput: {args.pool_spans:,} spans, {args.rounds} rounds, median rows/s")
+            print(
+                f"\n## write throughput: {args.pool_spans:,} spans, {args.rounds} rounds, median rows/s"
+            )
             for k, v in med.items():
-                print(f"{k:60s} {v:>12,.0f}")
+                print(f"{k:60s} {v:>12,.0f}", flush=True)
             parquet_floor = med["floor: pyarrow Parquet zstd write"]
             delta_floor = med[f"floor: deltalake append ({args.batch}-row commits)"]
             build = med["floor: Arrow table from SpanRecords (our builder)"]
             print("\nratios:")
-            print(f"parquet store / pyarrow write floor   {med[f'store: parquet write_spans ({args.batch}-span batches)'] / parquet_floor:.2f}")
-            print(f"parquet store / Arrow build floor     {med[f'store: parquet write_spans ({args.batch}-span batches)'] / build:.2f}")
-            print(f"delta store / batched deltalake floor {med[f'store: delta write_spans ({args.batch}-span batches)'] / delta_floor:.2f}")
-            print(f"delta store / Arrow build floor       {med[f'store: delta write_spans ({args.batch}-span batches)'] / build:.2f}")
+            print(
+                f"parquet store / pyarrow write floor   {med[f'store: parquet write_spans ({args.batch}-span batches)'] / parquet_floor:.2f}"
+            )
+            print(
+                f"parquet store / Arrow build floor     {med[f'store: parquet write_spans ({args.batch}-span batches)'] / build:.2f}"
+            )
+            print(
+                f"delta store / batched deltalake floor {med[f'store: delta write_spans ({args.batch}-span batches)'] / delta_floor:.2f}"
+            )
+            print(
+                f"delta store / Arrow build floor       {med[f'store: delta write_spans ({args.batch}-span batches)'] / build:.2f}"
+            )
         if not args.skip_search:
             for scheme in args.stores.split(","):
                 out = search_bench(scheme, args.search_spans, args.batch, args.repeat, work)
                 print(f"\n## {scheme}: search over {args.search_spans:,} spans")
                 for k, v in out.items():
                     text = f"{v[0]:.1f} / {v[1]:.1f}" if isinstance(v, tuple) else f"{v:,.1f}"
-                    print(f"{k:75s} {text:>16s}")
+                    print(f"{k:75s} {text:>16s}", flush=True)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,10 @@ class DeltaBackend(LakeBackend):
 
     def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
         """Rewrite the partition the files belong to (whole table when unpartitioned).
-        A concurrent append into it makes the commit conflict and retry: nothing is lost."""
+
+        One attempt only: a retry would re-read a newer snapshot and overwrite rows that a
+        concurrent writer appended meanwhile. A conflict fails this compaction step instead
+        (TransientStoreError); nothing is lost and ``compact`` can simply be run again."""
         if data is None or data.num_rows == 0:
             return
         predicate = None
@@ -166,18 +169,39 @@ class DeltaBackend(LakeBackend):
             date = data.column("date")[0].as_py()
             predicate = f"experiment = {_sql_str(experiment)} AND date = {_sql_str(date)}"
 
-        def run() -> None:
-            dt = self._table(table)
-            assert dt is not None
+        dt = self._table(table)
+        current = self._current(table)
+        if dt is None or current is None:
+            return
+        partition = (
+            {
+                "experiment": data.column("experiment")[0].as_py(),
+                "date": data.column("date")[0].as_py(),
+            }
+            if table in PARTITIONED
+            else {}
+        )
+        in_partition = {
+            f.path
+            for f in current.get_fragments()
+            if all(
+                ds.get_partition_keys(f.partition_expression).get(k) == v
+                for k, v in partition.items()
+            )
+        }
+        if in_partition != set(remove):
+            return  # a writer added files since they were read: skip this step
+        try:
             write_deltalake(
                 dt,
                 data,
                 mode="overwrite",
                 predicate=predicate,
                 writer_properties=self._writer,
+                commit_properties=CommitProperties(max_commit_retries=0),
             )
-
-        self._commit(run)
+        except DeltaError as exc:
+            raise TransientStoreError(f"compaction of {table} conflicted: {exc}") from exc
 
     def optimize(self) -> None:
         for table in ("spans", "traces"):
