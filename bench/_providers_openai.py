@@ -49,6 +49,8 @@ CONFIGS: dict[str, str] = {
     "otel-v2": "official opentelemetry-instrumentation-openai-v2 (latest semconv, SPAN_ONLY)",
     "mlflow": "mlflow.openai.autolog()",
     "floor": "hand-written minimal OTel span, same attributes + content",
+    # Diagnostic: the floor without one span event per stream chunk, to show what those cost.
+    "floor-no-events": "the floor without per-chunk span events",
 }
 OTEL_CONFIGS = ("ours", "openllmetry", "openinference", "otel-v2", "floor")
 PACKAGES = {
@@ -157,7 +159,7 @@ def build(config: str, processor: str) -> Setup:
             "openinference": _openinference,
             "otel-v2": _otel_v2,
         },
-        plain=("baseline", "floor"),
+        plain=("baseline", "floor", "floor-no-events"),
         mlflow_flavor="openai",
         make_calls=_calls,
         versions=["openai", "httpx2", "opentelemetry-sdk", PACKAGES.get(config, "")],
@@ -191,8 +193,9 @@ def _otel_v2(provider: Any) -> None:
 def _calls(config: str, provider: Any) -> Calls:
     sync_client = _client(stream=False)
     stream_client = _client(stream=True)
-    if config == "floor":
-        return _floor_calls(provider, sync_client, stream_client)
+    if config.startswith("floor"):
+        events = config == "floor"
+        return _floor_calls(provider, sync_client, stream_client, chunk_events=events)
 
     def sync_call() -> object:
         return sync_client.chat.completions.create(**REQUEST)
@@ -206,7 +209,9 @@ def _calls(config: str, provider: Any) -> Calls:
     return sync_call, stream_call
 
 
-def _floor_calls(provider: Any, sync_client: Any, stream_client: Any) -> Calls:
+def _floor_calls(
+    provider: Any, sync_client: Any, stream_client: Any, *, chunk_events: bool
+) -> Calls:
     """The least a hand-written span can do: the same attributes and content, nothing else."""
     import time
 
@@ -303,7 +308,8 @@ def _floor_calls(provider: Any, sync_client: Any, stream_client: Any) -> Calls:
                 finish = choice.finish_reason or finish
             if chunk.usage is not None:
                 attrs.update(usage_attrs(chunk.usage))
-            span.add_event("gen_ai.chunk", event)
+            if chunk_events:
+                span.add_event("gen_ai.chunk", event)
         attrs["gen_ai.response.finish_reasons"] = [finish or ""]
         attrs["gen_ai.output.messages"] = orjson.dumps(
             [

@@ -387,7 +387,7 @@ def _log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--provider", default="anthropic", help="anthropic,openai")
+    parser.add_argument("--provider", default="anthropic,openai", help="anthropic,openai")
     parser.add_argument("--configs", default="", help="comma list (default: all)")
     parser.add_argument("--processors", default="batch,simple", help="batch[,simple]")
     parser.add_argument("--rounds", type=int, default=40)
