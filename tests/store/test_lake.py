@@ -240,7 +240,7 @@ def test_delta_vacuum_runs_after_compaction(tmp_path: Path) -> None:
 
 
 def test_other_engines_read_the_parquet_store(tmp_path: Path) -> None:
-    spans = make_traces(0, 10)
+    spans = make_traces(0, 9) + make_trace(9, experiment="my exp/1")
     with open_store(uri_for("parquet", tmp_path)) as store:
         store.write_spans(spans)
     root = tmp_path / "lake"
@@ -250,7 +250,10 @@ def test_other_engines_read_the_parquet_store(tmp_path: Path) -> None:
     table = dataset.to_table(columns=["model", "total_tokens", "experiment"])
     got = table.group_by("model").aggregate([("total_tokens", "sum")]).to_pylist()
     assert {r["model"]: r["total_tokens_sum"] for r in got if r["model"]} == expected
-    assert set(table.column("experiment").to_pylist()) == {"exp"}
+    # partition values are URI-encoded in directory names and decoded by every reader
+    assert set(table.column("experiment").to_pylist()) == {"exp", "my exp/1"}
+    hive = pl.scan_parquet(f"{root}/spans/**/*.parquet", hive_partitioning=True)
+    assert set(hive.select("experiment").collect().to_series().to_list()) == {"exp", "my exp/1"}
     # Polars
     frame = (
         pl.scan_parquet(f"{root}/spans/**/*.parquet", hive_partitioning=True)
