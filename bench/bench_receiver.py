@@ -130,11 +130,22 @@ def _sqlite_count(path: Path, sql: str) -> Callable[[], int]:
     return count
 
 
-def start_spanlake(workdir: Path) -> Server:
+def _store_count(uri: str) -> Callable[[], int]:
+    def count() -> int:
+        from spanlake.exporter.store import open_store
+
+        with open_store(uri) as store:
+            return sum(len(batch) for batch in store.iter_spans())
+
+    return count
+
+
+def start_spanlake(workdir: Path, scheme: str = "sqlite") -> Server:
     db = workdir / "spanlake.db"
+    uri = f"sqlite:///{db}" if scheme == "sqlite" else f"{scheme}:///{workdir / 'lake'}"
     grpc_port, http_port = _free_port(), _free_port()
     log = workdir / "spanlake.log"
-    cmd = [sys.executable, "-m", "spanlake.exporter.receiver", "--store", f"sqlite:///{db}",
+    cmd = [sys.executable, "-m", "spanlake.exporter.receiver", "--store", uri,
            "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(
         _pin(cmd, "0"),
@@ -145,12 +156,14 @@ def start_spanlake(workdir: Path) -> Server:
     )
     _wait_http(f"http://127.0.0.1:{http_port}/health", 60, proc, log)
     return Server(
-        "spanlake",
+        f"spanlake {scheme}",
         proc,
         f"127.0.0.1:{grpc_port}",
         f"http://127.0.0.1:{http_port}/v1/traces",
         {},
-        _sqlite_count(db, "SELECT count(*) FROM spans"),
+        _sqlite_count(db, "SELECT count(*) FROM spans")
+        if scheme == "sqlite"
+        else _store_count(uri),
     )
 
 
@@ -329,6 +342,7 @@ def run(server: Server, protocol: str, senders: int, bodies: list[bytes], settle
         wall,
         cpu,
         len(retries),
+        acked - t0,
         note,
     )
 
@@ -339,6 +353,7 @@ def main() -> None:
     )
     parser.add_argument("--batches", type=int, default=60, help="512-span batches per spanlake run")
     parser.add_argument("--peer-batches", type=int, default=8, help="batches per peer run")
+    parser.add_argument("--stores", default="sqlite", help="spanlake stores: sqlite,parquet,delta")
     parser.add_argument("--peers", action="store_true", help="also MLflow server and Phoenix")
     parser.add_argument("--peer-venv", default="/work/bench-venv-h5")
     parser.add_argument("--settle", type=float, default=30.0)
@@ -361,7 +376,13 @@ def main() -> None:
     )
     results: list[Result] = []
     plan: list[tuple[str, Callable[[Path], Server], list[str], int]] = [
-        ("spanlake", start_spanlake, ["grpc", "http"], args.batches)
+        (
+            f"spanlake {scheme}",
+            lambda w, s=scheme: start_spanlake(w, s),
+            ["grpc", "http"],
+            args.batches,
+        )  # type: ignore[misc]
+        for scheme in args.stores.split(",")
     ]
     if args.peers:
         venv = Path(args.peer_venv)
@@ -392,9 +413,10 @@ def main() -> None:
                     flush=True,
                 )
     print(
-        "\n| system | protocol | senders | rows stored / sent | spans/s (wall) | spans per server CPU-s | note |"
+        "\n| system | protocol | senders | rows stored / sent | durable spans/s (wall) "
+        "| durable spans per server CPU-s | acked spans/s | note |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r.system} | OTLP/{r.protocol} protobuf | {r.senders} | {r.rows}/{r.spans_sent} | "
