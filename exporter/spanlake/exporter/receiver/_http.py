@@ -252,6 +252,8 @@ class _Server(ThreadingHTTPServer):
         self._ssl_context = ssl_context
         self._active = 0
         self._active_lock = threading.Lock()
+        if ":" in config.host:  # an IPv6 literal such as "::"
+            self.address_family = socket.AF_INET6
         super().__init__((config.host, config.http_port or 0), _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
