@@ -110,7 +110,8 @@ def make_server(
             ),
         )
     )
-    address = f"{config.host}:{config.grpc_port or 0}"
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literal
+    address = f"{host}:{config.grpc_port or 0}"
     try:
         if config.tls_cert_file and config.tls_key_file:
             with open(config.tls_key_file, "rb") as key, open(config.tls_cert_file, "rb") as cert:
