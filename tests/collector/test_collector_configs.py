@@ -95,7 +95,10 @@ def test_there_are_agent_and_gateway_configs() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_pipelines_reference_defined_components(path: Path) -> None:
-    config = load(path)
+    check_references(load(path), path)
+
+
+def check_references(config: dict[str, Any], path: Path) -> None:
     assert set(config) <= {*KINDS, "service"}
     service = config["service"]
     for extension in service.get("extensions", []):
@@ -115,7 +118,10 @@ def test_pipelines_reference_defined_components(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_only_current_component_names(path: Path) -> None:
-    config = load(path)
+    check_names(load(path), path)
+
+
+def check_names(config: dict[str, Any], path: Path) -> None:
     for kind in KINDS:
         for component_id in config.get(kind) or {}:
             ctype = component_type(component_id)
@@ -127,7 +133,10 @@ def test_only_current_component_names(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_exporters_point_at_the_receiver_ports(path: Path) -> None:
-    config = load(path)
+    check_ports(load(path), path)
+
+
+def check_ports(config: dict[str, Any], path: Path) -> None:
     checked = 0
     for component_id, settings in (config.get("exporters") or {}).items():
         ctype = component_type(component_id)
@@ -144,7 +153,10 @@ def test_exporters_point_at_the_receiver_ports(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_queues_retry_and_storage(path: Path) -> None:
-    config = load(path)
+    check_queues(load(path))
+
+
+def check_queues(config: dict[str, Any]) -> None:
     extensions = config.get("extensions") or {}
     enabled = set(config["service"].get("extensions", []))
     for component_id, settings in (config.get("exporters") or {}).items():
@@ -160,6 +172,55 @@ def test_queues_retry_and_storage(path: Path) -> None:
         if batch and batch.get("sizer") == "bytes":
             # the receiver answers 413 (permanent: dropped) above 16 MiB per request
             assert batch["max_size"] <= 16 * 1024 * 1024
+
+
+def _broken(mutate: Any) -> dict[str, Any]:
+    config = load(CONFIG_DIR / "agent.yaml")
+    mutate(config)
+    return config
+
+
+def _rename_exporter(config: dict[str, Any], new: str) -> None:
+    config["exporters"] = {new: config["exporters"].pop("otlp_grpc/spanlake")}
+    config["service"]["pipelines"]["traces"]["exporters"] = [new]
+
+
+BROKEN = {
+    "deprecated-otlp-alias": (lambda c: _rename_exporter(c, "otlp/spanlake"), check_names),
+    "deprecated-batch-processor": (
+        lambda c: c["processors"].update({"batch": {}}),
+        check_names,
+    ),
+    "undefined-exporter": (
+        lambda c: c["service"]["pipelines"]["traces"]["exporters"].append("otlp_http/x"),
+        check_references,
+    ),
+    "undefined-service-extension": (
+        lambda c: c["service"]["extensions"].append("pprof"),
+        check_references,
+    ),
+    "wrong-port": (
+        lambda c: c["exporters"]["otlp_grpc/spanlake"].update(endpoint="spanlake:4318"),
+        check_ports,
+    ),
+    "queue-storage-not-enabled": (
+        lambda c: c["service"]["extensions"].remove("file_storage/queue"),
+        lambda c, _p: check_queues(c),
+    ),
+    "batch-over-request-limit": (
+        lambda c: c["exporters"]["otlp_grpc/spanlake"]["sending_queue"]["batch"].update(
+            max_size=64 * 1024 * 1024
+        ),
+        lambda c, _p: check_queues(c),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_checks_catch_broken_configs(case: str) -> None:
+    mutate, check = BROKEN[case]
+    with pytest.raises(AssertionError):
+        check(_broken(mutate), CONFIG_DIR / "agent.yaml")
 
 
 @pytest.mark.parametrize("path", [CONFIG_DIR / "agent.yaml", CONFIG_DIR / "agent-http.yaml"])
