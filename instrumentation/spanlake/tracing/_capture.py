@@ -16,6 +16,9 @@ The shape of a cut value follows ``_json``: long strings end with ``...[truncate
 lists end with ``"... N more items"``, long objects get a ``"...": "N more keys"`` entry.
 For a cut value the original size is an estimate (extrapolated from the encoded part),
 since measuring it exactly would mean encoding all of it.
+
+Encoding works on UTF-8 bytes (so the cap is exact) appended as fragments to one list and
+joined once: nested levels add no copies of the encoded text.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ _FEW = 16  # up to this many items, a container's items are sized one by one
 _PROBE = 4  # items of a long container encoded alone before slicing
 _MAX_DEPTH = 32
 _SMALL_NODES = 16  # containers a value may have and still count as small
-_END = object()
+_Out = list[bytes | memoryview]  # fragments of the JSON text, joined once
 _SCALARS = (int, float, bool, type(None))
 
 
@@ -58,24 +61,24 @@ def capture(value: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, int | 
         except Exception:
             return _json.dumps(value, max_bytes)
     try:
-        text, full, cut = _encode(value, max_bytes, 0)
-        size = len(text) if text.isascii() else len(text.encode("utf-8"))
-        if size > max_bytes:
-            # Non-ASCII text measured in characters above; rare, so let _json shrink it.
-            text = _json.fit(text.encode("utf-8"), max_bytes).decode("utf-8")
-            cut, full = True, max(full, size)
-        return text, (max(full, size + 1) if cut else None)
+        out: _Out = []
+        _, full, cut = _encode(value, max_bytes, 0, out)
+        data = b"".join(out)
+        if len(data) > max_bytes:  # an estimate ran over (e.g. a run of "small" items)
+            full, cut = max(full, len(data)), True
+            data = _json.fit(data, max_bytes)
+        return data.decode("utf-8"), (max(full, len(data) + 1) if cut else None)
     except Exception:  # a telemetry bug must not reach the application
         return _json.dumps(value, max_bytes)
 
 
-def _plain(value: Any) -> str:
-    """Uncapped JSON text of ``value``: orjson's fast native path first (its
+def _plain(value: Any) -> bytes:
+    """Uncapped JSON of ``value``: orjson's fast native path first (its
     ``OPT_NON_STR_KEYS`` alone doubles the cost), ``_json`` for anything it refuses."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except Exception:
-        return _json.dumps(value, _NO_CAP)[0]
+        return _json.dumps(value, _NO_CAP)[0].encode("utf-8")
 
 
 def _is_small(value: Any, budget: int) -> bool:
@@ -120,134 +123,185 @@ def _small(value: Any, chars: int, nodes: list[int]) -> int:
     return -1
 
 
-def _encode(value: Any, budget: int, depth: int) -> tuple[str, int, bool]:
-    """``(json, estimated_full_size, was_cut)`` with ``json`` about ``budget`` chars at most."""
+def _encode(value: Any, budget: int, depth: int, out: _Out) -> tuple[int, int, bool]:
+    """Append about ``budget`` bytes of JSON for ``value`` to ``out``.
+
+    Returns ``(bytes_written, estimated_full_size, was_cut)``.
+    """
     if _is_small(value, budget):
-        text = _plain(value)
-        return text, len(text), False
+        return _append(out, _plain(value))
     if depth >= _MAX_DEPTH:
-        return _via_json(value, budget)
+        return _via_json(value, budget, out)
     kind = type(value)
     if isinstance(value, str):
-        return _encode_str(value, budget)
+        return _encode_str(value, budget, out)
     if kind is dict:
         if len(value) <= _FEW:
-            return _encode_few(list(value.items()), budget, depth, True)
-        return _encode_many(iter(value.items()), len(value), budget, depth, True)
+            return _encode_few(list(value.items()), budget, depth, True, out)
+        return _encode_many(iter(value.items()), len(value), budget, depth, True, out)
     if kind is list or kind is tuple:
         if len(value) <= _FEW:
-            return _encode_few(list(enumerate(value)), budget, depth, False)
-        return _encode_many(iter(value), len(value), budget, depth, False)
+            return _encode_few(list(enumerate(value)), budget, depth, False, out)
+        return _encode_many(iter(value), len(value), budget, depth, False, out)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
-        return _encode(fields, budget, depth + 1)
+        return _encode(fields, budget, depth + 1, out)
     if isinstance(value, (set, frozenset)) and len(value) > _FEW:
-        return _encode_many(iter(value), len(value), budget, depth, False)
+        return _encode_many(iter(value), len(value), budget, depth, False, out)
     nbytes = getattr(value, "nbytes", None)  # numpy arrays: keep the leading rows
     if isinstance(nbytes, int) and nbytes > budget // 4 and getattr(value, "ndim", 0) >= 1:
         rows = len(value)
         keep = max(1, rows * budget // (nbytes * 4))
-        text, full, _ = _via_json(value[:keep], budget)
-        return text, full * rows // keep, keep < rows or full > budget
-    return _via_json(value, budget)
+        written, full, _ = _via_json(value[:keep], budget, out)
+        return written, full * rows // keep, keep < rows or full > budget
+    return _via_json(value, budget, out)
 
 
-def _via_json(value: Any, budget: int) -> tuple[str, int, bool]:
+def _append(out: _Out, data: bytes) -> tuple[int, int, bool]:
+    out.append(data)
+    return len(data), len(data), False
+
+
+def _via_json(value: Any, budget: int, out: _Out) -> tuple[int, int, bool]:
     text, original = _json.dumps(value, budget)
-    return text, original or len(text), original is not None
+    data = text.encode("utf-8")
+    out.append(data)
+    return len(data), original or len(data), original is not None
 
 
-def _encode_str(value: str, budget: int) -> tuple[str, int, bool]:
+def _encode_str(value: str, budget: int, out: _Out) -> tuple[int, int, bool]:
     if len(value) + 2 <= budget:
-        text = _plain(value)
-        if len(text) <= budget:
-            return text, len(text), False
+        data = _plain(value)
+        if len(data) <= budget:
+            return _append(out, data)
     keep = max(budget - 2 - len(_MARK), 0)
     while True:
-        text = _plain(value[:keep] + _MARK)
-        if len(text) <= budget or keep == 0:
-            return text, len(value) + 2, True
-        keep //= 2  # escapes made it longer than its character count
+        data = _plain(value[:keep] + _MARK)
+        if len(data) <= budget or keep == 0:
+            out.append(data)
+            return len(data), len(value) + 2, True
+        keep //= 2  # escapes or multi-byte characters made it longer than ``keep``
 
 
-def _entry(key: Any, text: str, is_dict: bool) -> str:
-    if not is_dict:
-        return text
-    return _plain(key if isinstance(key, str) else str(key)) + ":" + text
+def _key(key: Any) -> bytes:
+    return _plain(key if isinstance(key, str) else str(key)) + b":"
+
+
+class _Writer:
+    """One JSON array/object being written into ``out``: commas, size, rollback."""
+
+    __slots__ = ("count", "out", "used")
+
+    def __init__(self, out: _Out, is_dict: bool) -> None:
+        self.out = out
+        self.used = 2  # both brackets
+        self.count = 0
+        out.append(b"{" if is_dict else b"[")
+
+    def add(self, data: bytes | memoryview) -> None:
+        if not len(data):
+            return
+        if self.count:
+            self.out.append(b",")
+            self.used += 1
+        self.out.append(data)
+        self.used += len(data)
+        self.count += 1
+
+    def start_entry(self, key_bytes: bytes) -> int:
+        """Open an entry whose value the caller appends; returns the rollback mark."""
+        mark = len(self.out)
+        if self.count:
+            self.out.append(b",")
+        if key_bytes:
+            self.out.append(key_bytes)
+        return mark
+
+    def commit_entry(self, length: int) -> None:
+        self.used += length + (1 if self.count else 0)
+        self.count += 1
+
+    def rollback(self, mark: int) -> None:
+        del self.out[mark:]
+
+    def close(self, is_dict: bool, rest: int) -> int:
+        if rest:
+            text = f"{rest} more keys" if is_dict else f"... {rest} more items"
+            self.add((b'"...":' if is_dict else b"") + _plain(text))
+        self.out.append(b"}" if is_dict else b"]")
+        return self.used
 
 
 def _encode_few(
-    entries: list[tuple[Any, Any]], budget: int, depth: int, is_dict: bool
-) -> tuple[str, int, bool]:
+    entries: list[tuple[Any, Any]], budget: int, depth: int, is_dict: bool, out: _Out
+) -> tuple[int, int, bool]:
     """A short container, whose items may differ wildly in size (arguments, one message):
     runs of small items are encoded in one call, every other item on its own budget."""
-    parts: list[str] = []
-    used, full_total, done, cut = 2, 2, 0, False
+    writer = _Writer(out, is_dict)
+    full_total, done, cut = 2, 0, False
     run: list[tuple[Any, Any]] = []
 
     def flush() -> None:
-        nonlocal used, full_total
+        nonlocal full_total
         if run:
-            piece = dict(run) if is_dict else [v for _, v in run]
-            inner = _plain(piece)[1:-1]
-            parts.append(inner)
-            used += len(inner) + 1
-            full_total += len(inner) + 1
+            piece = _plain(dict(run) if is_dict else [v for _, v in run])
+            before = writer.used
+            writer.add(memoryview(piece)[1:-1])
+            full_total += writer.used - before
             run.clear()
 
-    run_chars = 0  # upper estimate of the run not yet encoded
+    run_bytes = 0  # upper estimate of the run not yet encoded
     last = len(entries) - 1
     for index, (key, item) in enumerate(entries):
         # Room for a "more items" marker is only needed while items may follow; not
         # reserving it for the last one also keeps deep nesting from compounding it.
         reserve = _MARKER_ROOM if index < last else 0
-        room = budget - used - 1 - reserve - run_chars
+        room = budget - writer.used - 1 - reserve - run_bytes
         if room <= 0:
             cut = True
             break
         size = _small_size(item, room)
         if size >= 0:
             run.append((key, item))
-            run_chars += size + 1
+            run_bytes += size + 1
             if is_dict:
-                run_chars += len(key) + 3 if type(key) is str else 24
+                run_bytes += len(key) + 3 if type(key) is str else 24
             done += 1
             continue
         flush()
-        run_chars = 0
-        room = budget - used - 1 - reserve
-        key_room = len(_entry(key, "", is_dict))
-        text, full, item_cut = _encode(item, room - key_room, depth + 1)
-        entry = _entry(key, text, is_dict)
-        if len(entry) > room:
+        run_bytes = 0
+        room = budget - writer.used - 1 - reserve
+        key_bytes = _key(key) if is_dict else b""
+        mark = writer.start_entry(key_bytes)
+        written, full, item_cut = _encode(item, room - len(key_bytes), depth + 1, out)
+        if written + len(key_bytes) > room:
+            writer.rollback(mark)
             cut = True
             break
-        parts.append(entry)
-        used += len(entry) + 1
-        full_total += full + key_room + 1
+        writer.commit_entry(written + len(key_bytes))
+        full_total += full + len(key_bytes) + 1
         done += 1
         cut = cut or item_cut
     flush()
     rest = len(entries) - done
     if rest:
-        parts.append(_marker(rest, is_dict))
         full_total += int(full_total / max(done, 1) * rest)
-    return _wrap(parts, is_dict), full_total, cut or bool(rest)
+    return writer.close(is_dict, rest), full_total, cut or bool(rest)
 
 
 def _encode_many(
-    items: Iterator[Any], total: int, budget: int, depth: int, is_dict: bool
-) -> tuple[str, int, bool]:
+    items: Iterator[Any], total: int, budget: int, depth: int, is_dict: bool, out: _Out
+) -> tuple[int, int, bool]:
     """A long container, assumed roughly uniform: a first slice learns the item size, the
     rest goes in slices sized to fill half the remaining room; a slice over budget is
     retried smaller, and an item far over budget is encoded alone so it gets cut."""
-    parts: list[str] = []
-    used, done, extra = 2, 0, 0
+    writer = _Writer(out, is_dict)
+    done, extra = 0, 0
     pending: list[Any] = []  # pulled from ``items``, not yet written
     step = _PROBE
     average = 0.0
     while done < total:
-        room = budget - used - 1 - _MARKER_ROOM
+        room = budget - writer.used - 1 - _MARKER_ROOM
         if room <= 0:
             break
         if len(pending) < step:
@@ -256,48 +310,33 @@ def _encode_many(
             break
         if step == 1:
             item = pending[0]
-            if is_dict:
-                key_text = _entry(item[0], "", True)
-                text, full, cut = _encode(item[1], room - len(key_text), depth + 1)
-                text = key_text + text
-            else:
-                text, full, cut = _encode(item, room, depth + 1)
-            if len(text) > room:
+            key_bytes = _key(item[0]) if is_dict else b""
+            mark = writer.start_entry(key_bytes)
+            value = item[1] if is_dict else item
+            written, full, cut = _encode(value, room - len(key_bytes), depth + 1, out)
+            if written + len(key_bytes) > room:
+                writer.rollback(mark)
                 break
+            writer.commit_entry(written + len(key_bytes))
             del pending[0]
-            parts.append(text)
-            used += len(text) + 1
             done += 1
             if cut:
-                extra = max(full - len(text), 0)
+                extra = max(full - written, 0)
                 break
         else:
             piece = pending[:step]
-            inner = _plain(dict(piece) if is_dict else piece)[1:-1]
-            if len(inner) > room:
-                average = max(average, len(inner) / len(piece))
-                step = 1 if len(inner) > 4 * room else max(1, int(room // (2 * average)))
+            encoded = _plain(dict(piece) if is_dict else piece)
+            inner = len(encoded) - 2
+            if inner > room:
+                average = max(average, inner / len(piece))
+                step = 1 if inner > 4 * room else max(1, int(room // (2 * average)))
                 continue
+            writer.add(memoryview(encoded)[1:-1])
             del pending[: len(piece)]
-            if inner:
-                parts.append(inner)
-                used += len(inner) + 1
             done += len(piece)
-        average = max(average, used / done)
-        step = max(1, int((budget - used - _MARKER_ROOM) // (2 * average)))
+        average = max(average, writer.used / done)
+        step = max(1, int((budget - writer.used - _MARKER_ROOM) // (2 * average)))
     rest = total - done
-    if rest:
-        parts.append(_marker(rest, is_dict))
+    used = writer.used
     full_total = used + extra + int((used + extra) / max(done, 1) * rest)
-    return _wrap(parts, is_dict), full_total, bool(rest) or extra > 0
-
-
-def _marker(rest: int, is_dict: bool) -> str:
-    if is_dict:
-        return '"...":' + _plain(f"{rest} more keys")
-    return _plain(f"... {rest} more items")
-
-
-def _wrap(parts: list[str], is_dict: bool) -> str:
-    body = ",".join(p for p in parts if p)
-    return "{" + body + "}" if is_dict else "[" + body + "]"
+    return writer.close(is_dict, rest), full_total, bool(rest) or extra > 0

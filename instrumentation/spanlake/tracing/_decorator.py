@@ -8,6 +8,11 @@ encoded one by one as they pass (bounded by the cap), so later mutation of an it
 change what was recorded. A generator's span is current while its body runs and ends once:
 on exhaustion, exception, ``close()``/``aclose()``, early ``break`` or garbage collection.
 An exception ends the span with ERROR and an ``exception`` event and is re-raised unchanged.
+
+What carries no information is not recorded, which keeps an empty traced function as cheap
+as a bare OTel span: no inputs for a call without arguments, no outputs for ``None``, no
+``spanlake.span.type`` for UNKNOWN (the mapping reads all three absences the same way).
+Status stays UNSET on success, as OTel asks of instrumentation (the store reads it as OK).
 """
 
 from __future__ import annotations

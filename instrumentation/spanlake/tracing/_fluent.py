@@ -107,9 +107,11 @@ def update_current_trace(
     """
     try:
         span = trace_api.get_current_span()
-        if not span.is_recording():
+        if not span.get_span_context().is_valid:
             logger.warning("spanlake: update_current_trace called outside a span; ignored")
             return
+        if not span.is_recording():
+            return  # a sampled-out span: nothing is kept anyway
         span.set_attributes(trace_attributes(tags, metadata, client_request_id, user, session))
     except Exception:
         logger.debug("spanlake: update_current_trace failed", exc_info=True)

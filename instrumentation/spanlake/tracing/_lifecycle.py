@@ -115,11 +115,18 @@ def _attributes(span: Span) -> Mapping[str, Any]:
 def fail(span: Span, exc: BaseException) -> None:
     """Mark ``span`` as failed by ``exc``: ERROR status, ``error.type``, ``exception`` event."""
     try:
-        span.set_attribute(gen_ai.ERROR_TYPE, type(exc).__qualname__)
+        span.set_attribute(gen_ai.ERROR_TYPE, _error_type(type(exc)))
         span.record_exception(exc, escaped=True)
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
     except Exception:
         logger.debug("spanlake: could not record an exception", exc_info=True)
+
+
+def _error_type(kind: type[BaseException]) -> str:
+    """The exception's fully qualified class name (``error.type``), bare for builtins."""
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 _STATUS_NAMES = {code.name: code for code in StatusCode}
