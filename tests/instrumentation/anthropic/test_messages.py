@@ -528,3 +528,38 @@ async def test_async_bedrock_stream(
     span = rec.one()
     assert attrs(span)[ga.PROVIDER_NAME] == "aws.bedrock"
     assert attrs(span)["spanlake.stream.end"] == "exhausted"
+
+
+@pytest.mark.skipif(not NATIVE_SPANS, reason="this SDK version sends no trace headers")
+@pytest.mark.parametrize("call", ["create", "stream=True", "helper", "raw"])
+def test_traceparent_is_ours_on_every_entry_point(
+    client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any, call: str
+) -> None:
+    kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 10, "messages": HI}
+    if call == "create":
+        client.messages.create(**kwargs)
+    elif call == "stream=True":
+        list(client.messages.create(**kwargs, stream=True))
+    elif call == "helper":
+        with client.messages.stream(**kwargs) as stream:
+            stream.until_done()
+    else:
+        client.messages.with_raw_response.create(**kwargs).parse()
+    ctx = rec.one().get_span_context()
+    _version, trace_id, span_id, _flags = fake.received[-1].headers["traceparent"].split("-")
+    assert (trace_id, span_id) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+
+
+@pytest.mark.skipif(not NATIVE_SPANS, reason="this SDK version sends no trace headers")
+@pytest.mark.parametrize(
+    "option", [{"propagation": False}, False], ids=["propagation-off", "sdk-tracing-off"]
+)
+def test_no_trace_headers_when_the_sdk_would_send_none(
+    fake: FakeAnthropic, instrumented: AnthropicInstrumentor, rec: Any, option: Any
+) -> None:
+    with anthropic.Anthropic(base_url=fake.base_url, api_key=API_KEY, open_telemetry=option) as c:
+        c.messages.create(model=MODEL, max_tokens=10, messages=HI)
+        with c.messages.stream(model=MODEL, max_tokens=10, messages=HI) as stream:
+            stream.until_done()
+    assert [r for r in fake.received if "traceparent" in r.headers] == []
+    assert len(rec.ours()) == 2 and len(rec.all()) == 2

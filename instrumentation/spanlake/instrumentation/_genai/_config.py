@@ -21,7 +21,12 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from spanlake.semconv.gen_ai import ENV_CAPTURE_MESSAGE_CONTENT, CaptureMode
+from spanlake.semconv.gen_ai import (
+    ENV_CAPTURE_MESSAGE_CONTENT,
+    ENV_SEMCONV_STABILITY_OPT_IN,
+    CaptureMode,
+    latest_experimental,
+)
 
 ENV_CONTENT_MAX_BYTES: Final = "SPANLAKE_CONTENT_MAX_BYTES"
 ENV_CAPTURE_BINARY_CONTENT: Final = "SPANLAKE_CAPTURE_BINARY_CONTENT"
@@ -97,3 +102,17 @@ def content_config() -> ContentConfig:
         _cache_value = _parse(*key)
         _cache_key = key
     return _cache_value
+
+
+_latest_key: str | None = None
+_latest_value = False
+
+
+def latest_names() -> bool:
+    """``gen_ai.latest_experimental()``, re-parsed only when the variable changed."""
+    global _latest_key, _latest_value
+    raw = os.environ.get(ENV_SEMCONV_STABILITY_OPT_IN, "")
+    if raw != _latest_key:
+        _latest_value = latest_experimental()
+        _latest_key = raw
+    return _latest_value

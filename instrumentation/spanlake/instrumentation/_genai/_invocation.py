@@ -23,7 +23,7 @@ from spanlake.semconv import gen_ai as ga
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
 from spanlake.semconv.spanlake_attrs import SPAN_TYPE, TRUNCATED
 
-from ._config import ContentConfig, content_config
+from ._config import ContentConfig, content_config, latest_names
 from ._parts import Message, Part
 from ._safe import contained
 
@@ -76,7 +76,7 @@ class Usage:
             out[ga.USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_input_tokens
         if self.cache_creation_input_tokens is not None:
             out[ga.USAGE_CACHE_CREATION_INPUT_TOKENS] = self.cache_creation_input_tokens
-            if ga.latest_experimental():
+            if latest_names():
                 out[ga.USAGE_CACHE_WRITE_INPUT_TOKENS] = self.cache_creation_input_tokens
         if self.reasoning_output_tokens is not None:
             out[ga.USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_output_tokens
@@ -119,30 +119,35 @@ class Request:
             ga.PROVIDER_NAME: self.provider,
             SPAN_TYPE: span_type.value,
         }
-        optional: tuple[tuple[str, Any], ...] = (
-            (ga.REQUEST_MODEL, self.model),
-            (ga.SERVER_ADDRESS, self.server_address),
-            (ga.SERVER_PORT, self.server_port),
-            (ga.REQUEST_STREAM, self.stream),
-            (ga.REQUEST_TEMPERATURE, _num(self.temperature)),
-            (ga.REQUEST_TOP_P, _num(self.top_p)),
-            (ga.REQUEST_TOP_K, _num(self.top_k)),
-            (ga.REQUEST_MAX_TOKENS, _int(self.max_tokens)),
-            (ga.REQUEST_SEED, _int(self.seed)),
-            (ga.REQUEST_FREQUENCY_PENALTY, _num(self.frequency_penalty)),
-            (ga.REQUEST_PRESENCE_PENALTY, _num(self.presence_penalty)),
-            (ga.REQUEST_CHOICE_COUNT, _int(self.choice_count)),
-        )
-        for key, value in optional:
-            if value is not None:
-                out[key] = value
-        stops = _str_list(self.stop_sequences)
-        if stops is not None:
-            out[ga.REQUEST_STOP_SEQUENCES] = stops
-        for key, value in self.attributes.items():
+        if self.model is not None:
+            out[ga.REQUEST_MODEL] = self.model
+        if self.server_address is not None:
+            out[ga.SERVER_ADDRESS] = self.server_address
+        if self.server_port is not None:
+            out[ga.SERVER_PORT] = self.server_port
+        if self.stream is not None:
+            out[ga.REQUEST_STREAM] = self.stream
+        # Most calls set few of these: test for None before converting.
+        for key, value, conv in (
+            (ga.REQUEST_TEMPERATURE, self.temperature, _num),
+            (ga.REQUEST_TOP_P, self.top_p, _num),
+            (ga.REQUEST_TOP_K, self.top_k, _num),
+            (ga.REQUEST_MAX_TOKENS, self.max_tokens, _int),
+            (ga.REQUEST_SEED, self.seed, _int),
+            (ga.REQUEST_FREQUENCY_PENALTY, self.frequency_penalty, _num),
+            (ga.REQUEST_PRESENCE_PENALTY, self.presence_penalty, _num),
+            (ga.REQUEST_CHOICE_COUNT, self.choice_count, _int),
+        ):
+            if value is not None and (converted := conv(value)) is not None:
+                out[key] = converted
+        if self.stop_sequences is not None:
+            stops = _str_list(self.stop_sequences)
+            if stops is not None:
+                out[ga.REQUEST_STOP_SEQUENCES] = stops
+        for key, extra in self.attributes.items():
             lowered = key.lower()
-            if value is not None and not any(h in lowered for h in _SECRET_HINTS):
-                out[key] = value
+            if extra is not None and not any(h in lowered for h in _SECRET_HINTS):
+                out[key] = extra
         return out
 
 

@@ -2,11 +2,16 @@
 
 Native SDK spans: anthropic >= 2 opens its own CLIENT span per API call and propagates its
 context in a ``traceparent`` header. We *replace* it (one span per call, ours): while one of
-our invocations runs the request, the SDK's ``start_api_call_span`` returns a non-recording
-span carrying *our* span's context instead of starting its own. The SDK then records nothing,
-yet still makes our span current during the HTTP attempts and, if its ``propagation`` option
-is on, sends *our* span's ``traceparent``. Calls we do not instrument (models, batches,
-count_tokens...) keep their native spans. Older SDKs have no native spans: nothing to do.
+our invocations runs the request, the SDK's ``start_api_call_span`` is answered by us.
+- ``messages.create``/``parse``: we put *our* span's trace headers into ``extra_headers``
+  ourselves (only when the SDK would have propagated: its tracing on, ``propagation`` on)
+  and answer ``None``, so the SDK takes its span-free fast path (its per-attempt tracing
+  machinery costs more than the rest of our instrumentation).
+- ``messages.stream()``: the request options are fixed before the span exists, so we answer
+  a non-recording span carrying our span's context; the SDK records nothing but sends our
+  ``traceparent``.
+Calls we do not instrument (models, batches, count_tokens...) keep their native spans.
+Older SDKs have no native spans and send no trace headers: we add none either.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import trace as trace_api
+from opentelemetry.propagate import inject
 
 from spanlake.instrumentation._genai import Invocation, safe_invoke
 
@@ -23,8 +29,9 @@ from ._convert import build_request, input_messages, system_instructions, tool_d
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
-#: The span of our invocation whose request is in flight (read by the native-span hook).
-_CURRENT: contextvars.ContextVar[trace_api.Span | None] = contextvars.ContextVar(
+#: Our invocation's span while its request is in flight, and whether we already put its
+#: trace headers on the request (read by the native-span hook).
+_CURRENT: contextvars.ContextVar[tuple[trace_api.Span, bool] | None] = contextvars.ContextVar(
     "spanlake_anthropic_call", default=None
 )
 
@@ -60,9 +67,32 @@ def _record_input(inv: Invocation, kwargs: dict[str, Any]) -> None:
     )
 
 
-def run(inv: Invocation, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def with_trace_headers(
+    resource: Any, inv: Invocation, kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """``kwargs`` with our span's trace headers in ``extra_headers`` where the SDK would have
+    sent its own; the flag says the native-span hook may answer ``None``."""
+    client = getattr(resource, "_client", None)
+    options = getattr(client, "_open_telemetry", None)
+    if not isinstance(options, dict):  # an SDK without native tracing: send nothing extra
+        return kwargs, False
+    if not options.get("propagation", True) or getattr(client, "_tracer", None) is None:
+        return kwargs, True
+    carrier: dict[str, str] = {}
+    inject(carrier, context=trace_api.set_span_in_context(inv.span))
+    if not carrier:
+        return kwargs, True
+    headers = kwargs.get("extra_headers")
+    merged = dict(kwargs)
+    merged["extra_headers"] = {**(dict(headers) if headers else {}), **carrier}
+    return merged, True
+
+
+def run(
+    inv: Invocation, fn: Callable[..., Any], *args: Any, _headers_sent: bool = False, **kwargs: Any
+) -> Any:
     """``inv.run`` with the SDK's native span replaced by ours."""
-    token = _CURRENT.set(inv.span)
+    token = _CURRENT.set((inv.span, _headers_sent))
     try:
         return inv.run(fn, *args, **kwargs)
     finally:
@@ -70,9 +100,13 @@ def run(inv: Invocation, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
 
 
 async def run_async(
-    inv: Invocation, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    inv: Invocation,
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    _headers_sent: bool = False,
+    **kwargs: Any,
 ) -> Any:
-    token = _CURRENT.set(inv.span)
+    token = _CURRENT.set((inv.span, _headers_sent))
     try:
         return await inv.run_async(fn, *args, **kwargs)
     finally:
@@ -91,9 +125,12 @@ def native_span_wrapper() -> Wrapper:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        ours = _CURRENT.get()
-        if ours is None:
+        current = _CURRENT.get()
+        if current is None:
             return wrapped(*args, **kwargs)
-        return trace_api.NonRecordingSpan(ours.get_span_context())
+        span, headers_sent = current
+        if headers_sent or not kwargs.get("propagation", True):
+            return None  # the SDK's span-free fast path
+        return trace_api.NonRecordingSpan(span.get_span_context())
 
     return wrapper

@@ -33,15 +33,26 @@ from spanlake.semconv.gen_ai import Operation, Provider
 _SENTINELS = frozenset({"Omit", "NotGiven"})
 
 
+_MISSING: Any = object()
+
+
+def _unset(value: Any) -> bool:
+    # Keyword arguments may carry the SDK's ``omit``/``NOT_GIVEN`` sentinels.
+    return value is not None and type(value).__name__ in _SENTINELS
+
+
 def get(obj: Any, name: str, default: Any = None) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; ``default`` when missing/omitted."""
+    if type(obj) is dict:  # the common cases first: an ABC isinstance check is slow
+        value = obj.get(name, default)
+        return default if _unset(value) else value
+    value = getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         value = obj.get(name, default)
-        # Keyword arguments may carry the SDK's ``omit``/``NOT_GIVEN`` sentinels.
-        if value is not None and type(value).__name__ in _SENTINELS:
-            return default
-        return value
-    return getattr(obj, name, default)
+        return default if _unset(value) else value
+    return default
 
 
 # --- request ------------------------------------------------------------------------------

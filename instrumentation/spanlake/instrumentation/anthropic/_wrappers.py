@@ -15,7 +15,7 @@ from spanlake.instrumentation._genai import (
 )
 
 from ._accumulator import AnthropicAccumulator
-from ._call import Switch, Wrapper, is_stream, run, run_async, start
+from ._call import Switch, Wrapper, is_stream, run, run_async, start, with_trace_headers
 from ._convert import build_response, get
 from ._helper import hook_manager
 from ._raw import AsyncRawResponseProxy, RawResponseProxy, is_raw_response, read_json
@@ -52,7 +52,10 @@ def create_wrapper(tracer: trace_api.Tracer, switch: Switch) -> Wrapper:
         inv = start(tracer, instance, kwargs, bool(get(kwargs, "stream")))
         if inv is None:
             return wrapped(*args, **kwargs)
-        return _wrap_result(inv, run(inv, wrapped, *args, **kwargs), is_async=False)
+        sent = safe_invoke(with_trace_headers, instance, inv, kwargs)
+        call_kwargs, headers_sent = sent if sent is not None else (kwargs, False)
+        result = run(inv, wrapped, *args, _headers_sent=headers_sent, **call_kwargs)
+        return _wrap_result(inv, result, is_async=False)
 
     return wrapper
 
@@ -68,7 +71,10 @@ def async_create_wrapper(tracer: trace_api.Tracer, switch: Switch) -> Wrapper:
         inv = start(tracer, instance, kwargs, bool(get(kwargs, "stream")))
         if inv is None:
             return await wrapped(*args, **kwargs)
-        return _wrap_result(inv, await run_async(inv, wrapped, *args, **kwargs), is_async=True)
+        sent = safe_invoke(with_trace_headers, instance, inv, kwargs)
+        call_kwargs, headers_sent = sent if sent is not None else (kwargs, False)
+        result = await run_async(inv, wrapped, *args, _headers_sent=headers_sent, **call_kwargs)
+        return _wrap_result(inv, result, is_async=True)
 
     return wrapper
 
