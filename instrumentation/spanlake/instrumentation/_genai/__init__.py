@@ -33,13 +33,21 @@ One call = one span (:mod:`._invocation`)
 Streams (:mod:`._stream`)
     ``SyncStreamProxy(stream, inv, accumulator)`` / ``AsyncStreamProxy(...)``: chunks pass
     through unchanged; the accumulator (``add(chunk) -> text|None``, ``response() ->
-    Response``) aggregates; the span ends exactly once on exhaustion, close, with-exit,
-    error or GC (``spanlake.stream.end``), with time-to-first-chunk and bounded
-    ``spanlake.stream.chunk`` events (``SPANLAKE_MAX_CHUNK_EVENTS``, default 128).
+    Response``; both may raise, it is contained) aggregates; the span ends exactly once on
+    exhaustion, ``close()``/``aclose()``, with-exit, error (from the stream or raised in a
+    ``with`` block) or GC of the proxy (``spanlake.stream.end`` = exhausted | closed |
+    context_exit | error | dropped; ``spanlake.stream.chunks``), with time-to-first-chunk and
+    bounded ``spanlake.stream.chunk`` events (``index``, ``content`` text delta when content
+    goes on spans; ``SPANLAKE_MAX_CHUNK_EVENTS``, default 128). ``proxy._self_state`` is the
+    :class:`StreamState` (``finish(how)``, ``fail(exc)``); pass ``state=`` to a new proxy to
+    move a live stream's span onto it (SDK helpers that re-wrap a response).
 
 Helpers
     ``safe_invoke(fn, *a, **kw)``, ``@contained``; ``warn_if_peers_active(library,
-    peer_instrumentors=["module:Class"], targets=[("module", "Class.method")])``.
+    peer_instrumentors=["module:Class"], targets=[("module", "Class.method")])`` (call before
+    wrapping; logs once per peer: an active peer instrumentor, a wrapt wrapper, or a
+    function patched in from another package such as MLflow autolog);
+    ``error_type_of(exc)`` (the ``error.type`` rule: the exception's qualified class name).
 
 A typical wrapper::
 
