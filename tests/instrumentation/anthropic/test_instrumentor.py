@@ -142,3 +142,36 @@ def test_warns_when_sdk_method_already_wrapped(
     finally:
         Messages.create = original  # type: ignore[method-assign]
     assert "wrapt wrapper on anthropic.resources.messages.Messages.create" in caplog.text
+
+
+def test_opentelemetry_instrument_honours_the_disable_list(tmp_path: Any) -> None:
+    """The real zero-code route, ``opentelemetry-instrument python ...``, in a subprocess (one
+    run: start-up is slow; the enabled case is covered in-process above)."""
+    import os
+    import subprocess
+
+    script = (
+        "import sys\n"
+        "from anthropic.resources.messages import Messages\n"
+        "site = sys.modules.get('sitecustomize')\n"
+        "auto = 'auto_instrumentation' in str(getattr(site, '__file__', ''))\n"
+        "print(auto, type(Messages.__dict__['create']).__name__)\n"
+    )
+    env = {
+        **os.environ,
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "spanlake_anthropic",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    bindir = os.path.dirname(sys.executable)
+    result = subprocess.run(
+        [os.path.join(bindir, "opentelemetry-instrument"), sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "True function", result.stdout + result.stderr
