@@ -14,7 +14,7 @@ OpenLLMetry use.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spanlake.semconv.dialects._values import loads, maybe_json
@@ -49,18 +49,40 @@ def indexed(flat: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
     return families(flat, (prefix,))[prefix]
 
 
+#: Parsed flattened keys, per prefix set: attribute names repeat across every span of a
+#: dialect, so parsing each name once turns the hot loop into dict lookups.
+_PARSED: dict[tuple[str, ...], dict[str, tuple[str, int, str] | None]] = {}
+_PARSED_MAX = 50_000
+
+
+def _parse(key: str, prefixes: tuple[str, ...]) -> tuple[str, int, str] | None:
+    for prefix in prefixes:
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix) :].partition(".")
+            if rest and index.isdigit() and len(index) <= 6:
+                return prefix, int(index), rest
+            return None
+    return None
+
+
 def families(flat: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """:func:`indexed` for several prefixes in ONE pass over the keys (the hot loop)."""
+    parsed = _PARSED.get(prefixes)
+    if parsed is None or len(parsed) > _PARSED_MAX:
+        parsed = _PARSED[prefixes] = {}
     groups: dict[str, dict[int, dict[str, Any]]] = {p: {} for p in prefixes}
     for key, value in flat.items():
-        if not key.startswith(prefixes):
-            continue
-        for prefix in prefixes:
-            if key.startswith(prefix):
-                index, _, rest = key[len(prefix) :].partition(".")
-                if rest and index.isdigit() and len(index) <= 6:
-                    groups[prefix].setdefault(int(index), {})[rest] = value
-                break
+        try:
+            hit = parsed[key]
+        except KeyError:
+            hit = parsed[key] = _parse(key, prefixes) if isinstance(key, str) else None
+        if hit is not None:
+            prefix, index, rest = hit
+            group = groups[prefix]
+            if index in group:
+                group[index][rest] = value
+            else:
+                group[index] = {rest: value}
     return {p: [g[i] for i in sorted(g)] for p, g in groups.items()}
 
 
@@ -165,8 +187,10 @@ def _is_block_list(value: Any) -> bool:
     )
 
 
-def merge_tool_calls(parts: list[Part], calls: Iterable[Part]) -> list[Part]:
+def merge_tool_calls(parts: list[Part], calls: Sequence[Part]) -> list[Part]:
     """``parts`` plus the tool calls whose id is not already among them."""
+    if not calls:
+        return parts
     seen = {p.get("id") for p in parts if p.get("type") == "tool_call" and p.get("id")}
     for call in calls:
         if not call.get("id") or call["id"] not in seen:

@@ -102,6 +102,10 @@ def _tool_call(flat: Mapping[str, Any]) -> _parts.Part | None:
     )
 
 
+_NESTED: Final = ("message.contents.", "message.tool_calls.")
+_NO_NESTED: Final[dict[str, list[dict[str, Any]]]] = {p: [] for p in _NESTED}
+
+
 def _message(flat: Mapping[str, Any], output: bool, finish: Any) -> _parts.Message:
     role = flat.get("message.role")
     parts: list[_parts.Part] = []
@@ -111,8 +115,9 @@ def _message(flat: Mapping[str, Any], output: bool, finish: Any) -> _parts.Messa
         )
     else:
         parts.extend(_parts.content_to_parts(flat.get("message.content")))
-    nested = _parts.families(flat, ("message.contents.", "message.tool_calls."))
-    for item in nested["message.contents."]:
+    # role + content only (the common case) has nothing nested to group
+    nested = _parts.families(flat, _NESTED) if len(flat) > 2 else _NO_NESTED
+    for item in nested[_NESTED[0]]:
         kind = item.get("message_content.type")
         if kind == "text" and "message_content.text" in item:
             parts.append(_parts.text_part(item["message_content.text"]))
@@ -121,7 +126,7 @@ def _message(flat: Mapping[str, Any], output: bool, finish: Any) -> _parts.Messa
             parts.append({"type": "uri", "modality": "image", "uri": url})
         elif (call := _tool_call(item)) is not None:  # Anthropic tool_use echoed as content
             _parts.merge_tool_calls(parts, [call])
-    calls = [c for c in map(_tool_call, nested["message.tool_calls."]) if c]
+    calls = [c for c in map(_tool_call, nested[_NESTED[1]]) if c]
     _parts.merge_tool_calls(parts, calls)
     return _parts.message(role, parts, name=flat.get("message.name"), finish=finish, output=output)
 
