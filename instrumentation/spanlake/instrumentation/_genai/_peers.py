@@ -63,7 +63,7 @@ def warn_if_peers_active(
     peer_instrumentors: Iterable[str] = (),
     targets: Iterable[tuple[str, str]] = (),
 ) -> list[str]:
-    """Log one warning per newly seen peer of ``library``; return the peers found.
+    """Log one warning naming the newly seen peers of ``library``; return all peers found.
 
     Call from ``_instrument`` *before* wrapping: ``targets`` are ``(module, "Class.method")``
     pairs that are then still unwrapped unless someone else got there first.
@@ -77,15 +77,15 @@ def warn_if_peers_active(
             owner = str(getattr(obj, "__module__", None) or "")
             if owner and owner.split(".")[0] != module.split(".")[0]:
                 found.append(f"{module}.{path} patched by {owner}")
-    for peer in found:
-        if (library, peer) not in _warned:
-            _warned.add((library, peer))
-            _logger.warning(
-                "spanlake: another instrumentation of %s is active (%s); each call may be "
-                "traced twice. Disable one of them (e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).",
-                library,
-                peer,
-            )
+    new = [peer for peer in found if (library, peer) not in _warned]
+    if new:
+        _warned.update((library, peer) for peer in new)
+        _logger.warning(
+            "spanlake: another instrumentation of %s is active (%s); each call may be "
+            "traced twice. Disable one of them (e.g. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).",
+            library,
+            "; ".join(new),
+        )
     return found
 
 
