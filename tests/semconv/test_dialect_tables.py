@@ -276,6 +276,27 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {g.REQUEST_MODEL: "c", g.PROVIDER_NAME: "aws.bedrock", g.OPERATION_NAME: "chat"},
     ),
     (
+        "ml-chat-messages-and-tools",
+        {
+            "mlflow.spanType": '"CHAT_MODEL"',
+            "mlflow.chat.messages": json.dumps(
+                [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello", "finish_reason": "stop"},
+                ]
+            ),
+            "mlflow.chat.tools": json.dumps(
+                [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+            ),
+        },
+        {
+            g.INPUT_MESSAGES: '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]',
+            g.OUTPUT_MESSAGES: '[{"role":"assistant","parts":[{"type":"text","content":"hello"}],'
+            '"finish_reason":"stop"}]',
+            g.TOOL_DEFINITIONS: '[{"type":"function","name":"f","parameters":{}}]',
+        },
+    ),
+    (
         "ml-trace-id-metadata",
         {"mlflow.traceRequestId": '"tr-1"'},
         {s.TRACE_METADATA_PREFIX + "mlflow.trace_id": "tr-1"},

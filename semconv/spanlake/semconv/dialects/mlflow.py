@@ -140,6 +140,8 @@ MESSAGE_FORMATS: Final = {"openai": _openai_messages, "anthropic": _anthropic_me
 
 
 def _messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
+    _tools(src, out)
+    _chat_messages(src, out)
     reader = MESSAGE_FORMATS.get(str(src.get(MESSAGE_FORMAT, "")).lower())
     if reader is None:
         return
@@ -158,12 +160,34 @@ def _messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
     system = inputs.get("system")
     if system:
         put(out, g.SYSTEM_INSTRUCTIONS, dumps(_parts.content_to_parts(system)))
-    if g.TOOL_DEFINITIONS not in out:
-        tools = loads(src[CHAT_TOOLS]) if isinstance(src.get(CHAT_TOOLS), str) else None
-        defs = [d for d in map(_parts.tool_definition, tools or ()) if d is not None]
+    put(out, g.PROVIDER_NAME, provider(src.get(MESSAGE_FORMAT)))
+
+
+def _tools(src: Mapping[str, Any], out: dict[str, Any]) -> None:
+    if g.TOOL_DEFINITIONS in out or not isinstance(src.get(CHAT_TOOLS), str):
+        return
+    tools = loads(src[CHAT_TOOLS])
+    if isinstance(tools, list):
+        defs = [d for d in map(_parts.tool_definition, tools) if d is not None]
         if defs:
             put(out, g.TOOL_DEFINITIONS, dumps(defs))
-    put(out, g.PROVIDER_NAME, provider(src.get(MESSAGE_FORMAT)))
+
+
+def _chat_messages(src: Mapping[str, Any], out: dict[str, Any]) -> None:
+    """MLflow 2.x ``mlflow.chat.messages``: the whole conversation, the model's answer last."""
+    raw = src.get(CHAT_MESSAGES)
+    chat = loads(raw) if isinstance(raw, str) else None
+    if not isinstance(chat, list) or not chat:
+        return
+    answer: list[Any] = []
+    last = chat[-1]
+    if isinstance(last, Mapping) and last.get("role") == "assistant" and len(chat) > 1:
+        chat, answer = chat[:-1], [last]
+    sent = _parts.openai_messages_to_parts(chat)
+    if sent:
+        put(out, g.INPUT_MESSAGES, dumps(sent))
+    if answer:
+        put(out, g.OUTPUT_MESSAGES, dumps(_parts.openai_messages_to_parts(answer, output=True)))
 
 
 def _operation(src: Mapping[str, Any], out: dict[str, Any]) -> None:
