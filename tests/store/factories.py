@@ -191,7 +191,22 @@ def writer_process(uri: str, worker: int, workers: int, own: int, shared: int) -
     batches = [make_traces(first + i, 2) for i in range(0, own, 2)]
     for n in range(shared):
         batches.insert(n % len(batches), shared_trace_spans(n, worker, workers))
-    for batch in batches:
-        store.write_spans(batch)
-    store.write_spans(batches[0])
+    for batch in [*batches, batches[0]]:  # ends with a replay of the first batch
+        _write_retrying(store, batch)
     store.close()
+
+
+def _write_retrying(store: object, batch: list[SpanRecord]) -> None:
+    """What the exporter does with a TransientStoreError: try the same batch again."""
+    import time
+
+    from spanlake.exporter.errors import TransientStoreError
+
+    for attempt in range(30):
+        try:
+            store.write_spans(batch)  # type: ignore[attr-defined]
+            return
+        except TransientStoreError:
+            if attempt == 29:
+                raise
+            time.sleep(0.05 * (attempt + 1))

@@ -50,7 +50,7 @@ def test_four_writer_processes_lose_nothing(backend: str, tmp_path: Path) -> Non
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(300)
     assert [p.exitcode for p in procs] == [0] * workers
 
     expected: dict[str, int] = {}

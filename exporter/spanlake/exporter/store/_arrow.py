@@ -161,24 +161,41 @@ def utc_date(time_ns: int) -> str:
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    return _dumps_bytes(value).decode()
 
 
-def _dict_json(value: Mapping[str, Any]) -> str | None:
-    return dumps(value) if value else None
+def _dumps_bytes(value: Any) -> bytes:
+    """orjson's fast path; the tolerant options (non-str keys, odd values) only if needed."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _dict_json(value: Mapping[str, Any]) -> bytes | None:
+    return _dumps_bytes(value) if value else None
+
+
+def _json_array(values: list[bytes | None]) -> pa.Array:
+    # orjson emits valid UTF-8: build binary and view it as string (no re-validation).
+    return pa.array(values, pa.binary()).view(pa.string())
+
+
+#: Columns built from JSON bytes.
+_JSON_COLUMNS = frozenset({"attributes", "events", "resource", "trace_tags", "trace_metadata"})
 
 
 def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
     """SpanRecords -> one Arrow table in :data:`SPANS_SCHEMA` (columnar build: the hot path)."""
-    resources: dict[int, str] = {}  # spans of one process share their resource dict
+    resources: dict[int, bytes] = {}  # spans of one process share their resource dict
 
-    def resource_json(r: Mapping[str, Any]) -> str | None:
+    def resource_json(r: Mapping[str, Any]) -> bytes | None:
         if not r:
             return None
         key = id(r)
         cached = resources.get(key)
         if cached is None:
-            cached = resources[key] = dumps(r)
+            cached = resources[key] = _dumps_bytes(r)
         return cached
 
     usages = [s.token_usage for s in spans]
@@ -203,8 +220,9 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [u.cache_read_input_tokens if u else None for u in usages],
         [u.cache_creation_input_tokens if u else None for u in usages],
         [u.reasoning_output_tokens if u else None for u in usages],
-        [dumps(s.attributes) for s in spans],
-        [dumps(s.events) if s.events else None for s in spans],  # orjson encodes dataclasses
+        [_dumps_bytes(s.attributes) for s in spans],
+        # orjson encodes the SpanEvent dataclasses directly
+        [_dumps_bytes(s.events) if s.events else None for s in spans],
         [resource_json(s.resource) for s in spans],
         [s.service_name for s in spans],
         [s.scope for s in spans],
@@ -214,7 +232,10 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [s.experiment for s in spans],
         [utc_date(s.start_time_ns) for s in spans],
     ]
-    arrays = [pa.array(col, f.type) for col, f in zip(columns, SPANS_SCHEMA, strict=True)]
+    arrays = [
+        _json_array(col) if f.name in _JSON_COLUMNS else pa.array(col, f.type)
+        for col, f in zip(columns, SPANS_SCHEMA, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA)
 
 

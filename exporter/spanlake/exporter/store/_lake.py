@@ -28,7 +28,6 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -126,12 +125,14 @@ def batch_txn_id(spans: Sequence[SpanRecord]) -> str:
     return "spanlake-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:40]
 
 
-@dataclass
 class _Known:
-    """What this process knows of one trace: its light spans and the files they came from."""
+    """What this process knows of one trace: its spans and the files they came from."""
 
-    spans: dict[str, SpanRecord] = field(default_factory=dict)
-    files: set[str] = field(default_factory=set)
+    __slots__ = ("files", "spans")
+
+    def __init__(self) -> None:
+        self.spans: dict[str, SpanRecord] = {}
+        self.files: set[str] = set()
 
 
 def _encode_token(offset: int) -> str:
@@ -251,9 +252,9 @@ class LakeStore(Store):
             return sorted(self._experiments.values(), key=lambda e: (e.created_time_ms, e.name))
 
     # -- span bookkeeping ----------------------------------------------------------------
-    def _refresh_span_files(self) -> None:
-        """Index the trace ids of span files that appeared since we last looked. A file
-        holding only spans this process already caches (its own) is marked as loaded."""
+    def _refresh_span_files(self) -> bool:
+        """Index the trace ids of span files that appeared since we last looked (True if
+        any did). A file holding only spans we already cache (our own) counts as loaded."""
         new = self._new_files(SPANS, self._span_files_seen)
         now = time.monotonic()
         if new is not None:
@@ -270,6 +271,7 @@ class LakeStore(Store):
                     paths.discard(path)
                     if not paths:
                         del self._recent_index[trace_id]
+        return new is not None
 
     def _index_file(self, path: str, keys: pa.Table, now: float) -> None:
         trace_ids = keys.column("trace_id").to_pylist()
@@ -488,9 +490,9 @@ class LakeStore(Store):
             self._known_spans += len(new)
             self._register_own_files(new, paths)
         # Look again: spans other processes added meanwhile must be in our roll-up.
-        self._refresh_span_files()
+        if self._refresh_span_files():
+            self._load(touched)
         self._refresh_traces()
-        self._load(touched)
         stale = {
             t
             for t in touched
