@@ -118,7 +118,23 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             s.TRACE_TAG_PREFIX + "b": "true",
         },
     ),
-    ("oi-tool-name", {"openinference.span.kind": "TOOL", "tool.name": "f"}, {g.TOOL_NAME: "f"}),
+    (
+        "oi-tool-span",
+        {
+            "openinference.span.kind": "TOOL",
+            "tool.name": "f",
+            "tool.id": "call_9",
+            "tool.parameters": '{"type": "object"}',
+            "input.value": '{"city": "Paris"}',
+        },
+        {
+            s.SPAN_TYPE: "TOOL",
+            g.TOOL_NAME: "f",
+            g.TOOL_CALL_ID: "call_9",
+            g.TOOL_CALL_ARGUMENTS: None,  # the schema is not the arguments
+            s.SPAN_INPUTS: '{"city": "Paris"}',
+        },
+    ),
     # --- OpenLLMetry ----------------------------------------------------------------
     (
         "ol-request-chat",
@@ -456,3 +472,17 @@ def test_normalize_never_raises(attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         if key not in DECODED_KEYS:  # only MLflow's JSON-encoded scalars are rewritten
             assert out[key] is value or out[key] == value or value != value
+
+
+def test_public_surface() -> None:
+    import spanlake.semconv.dialects as dialects
+
+    assert sorted(dialects.__all__) == [
+        "DIALECTS",
+        "Dialect",
+        "PrefixRename",
+        "Rename",
+        "detect",
+        "normalize",
+    ]
+    assert all(hasattr(dialects, name) for name in dialects.__all__)

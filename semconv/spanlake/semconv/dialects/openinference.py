@@ -219,8 +219,11 @@ DIALECT: Final = Dialect(
         ),
         Rename("tool.name", g.TOOL_NAME, as_str),
         Rename("tool.description", g.TOOL_DESCRIPTION, as_str),
-        Rename("tool.parameters", g.TOOL_CALL_ARGUMENTS, json_text),
+        # (tool.parameters is the tool's JSON schema, not the call's arguments: those are
+        # the TOOL span's input.value)
+        Rename("tool.id", g.TOOL_CALL_ID, as_str),
         Rename("tool_call.id", g.TOOL_CALL_ID, as_str),
+        Rename("reranker.model_name", g.REQUEST_MODEL, as_str),
         Rename("agent.name", g.AGENT_NAME, as_str),
     ),
     builders=(_inputs_outputs, _invocation_parameters, _messages, _trace_fields, _finish_reasons),
