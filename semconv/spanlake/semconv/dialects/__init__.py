@@ -22,9 +22,9 @@ from spanlake.semconv.dialects._table import Dialect, PrefixRename, Rename, appl
 
 __all__ = ["DIALECTS", "Dialect", "PrefixRename", "Rename", "detect", "normalize"]
 
-#: Applied in this order; earlier dialects win conflicts. MLflow first because its span
-#: type and inputs are explicit; OTel's own older names last-but-one before OpenLLMetry
-#: flattened content, since they are the closest to the target form.
+#: Applied in this order; the first dialect to fill a key wins. MLflow first: its span
+#: type and inputs are explicit choices of the user. The OTel-names table runs before
+#: OpenLLMetry because both read the shared legacy usage names and it owns them.
 DIALECTS: Final[tuple[Dialect, ...]] = (
     mlflow.DIALECT,
     openinference.DIALECT,
