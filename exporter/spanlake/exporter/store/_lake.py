@@ -311,22 +311,19 @@ class LakeStore(Store):
                 full_scan.append(trace_id)
         if not wanted and not full_scan:
             return
-        dataset = self.backend.dataset(SPANS)
-        if dataset is None:
-            return
         by_traces: dict[frozenset[str], list[str]] = {}
         for path, traces in wanted.items():
             by_traces.setdefault(frozenset(traces), []).append(path)
         for group, paths in by_traces.items():
-            self._read_into_cache(dataset, paths, set(group))
+            self._read_into_cache(paths, set(group))
         full_scan = [t for t in full_scan if (self._best_count(t) or 0) > len(self._known[t].spans)]
         if full_scan:
-            self._read_into_cache(dataset, list(dataset.files), set(full_scan))
+            self._read_into_cache(self.backend.files(SPANS), set(full_scan))
 
-    def _read_into_cache(
-        self, dataset: ds.FileSystemDataset, paths: list[str], ids: set[str]
-    ) -> None:
-        part = subset(dataset, paths)
+    def _read_into_cache(self, paths: list[str], ids: set[str]) -> None:
+        part = self.backend.dataset(SPANS, paths)
+        if part is None:
+            return
         rows = part.to_table(
             columns=_arrow.LIGHT_SPAN_COLUMNS,
             filter=ds.field("trace_id").isin(sorted(ids)),
@@ -718,7 +715,7 @@ class LakeStore(Store):
             for trace_id in chunk:
                 self._known.pop(trace_id, None)
                 self._known[trace_id] = _Known()
-            self._read_into_cache(dataset, list(dataset.files), set(chunk))
+            self._read_into_cache(list(dataset.files), set(chunk))
             self._reroll(chunk)
             self._shrink(chunk)
         return len(stale)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import os
 import random
 import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
 
 from spanlake.exporter.errors import ConfigError, StoreError, TransientStoreError
-from spanlake.exporter.store._lake import PARTITIONED, LakeBackend, LakeStore, subset
+from spanlake.exporter.store._lake import PARTITIONED, SCHEMAS, LakeBackend, LakeStore
 from spanlake.exporter.store.uri import StoreURI
 
 try:
@@ -67,7 +69,10 @@ class DeltaBackend(LakeBackend):
         self.location = self.root
         self.storage_options = storage_options or None
         self._tables: dict[str, DeltaTable] = {}
-        self._datasets: dict[str, tuple[int, ds.FileSystemDataset]] = {}
+        self._files: dict[str, tuple[int, list[str]]] = {}
+        self._remote_fs: dict[str, pa_fs.FileSystem] = {}
+        self._local = pa_fs.LocalFileSystem()
+        self._format = ds.ParquetFileFormat()
         self._writer = WriterProperties(compression="ZSTD")
 
     def table_uri(self, table: str) -> str:
@@ -86,31 +91,46 @@ class DeltaBackend(LakeBackend):
         return dt
 
     def files(self, table: str) -> list[str]:
-        dataset = self.dataset(table)
-        return [] if dataset is None else list(dataset.files)
+        dt = self._table(table)
+        if dt is None:
+            return []
+        version = dt.version()
+        cached = self._files.get(table)
+        if cached is None or cached[0] != version:
+            cached = self._files[table] = (version, list(dt.file_uris()))
+        return cached[1]
 
     def dataset(
         self, table: str, paths: Sequence[str] | None = None
     ) -> ds.FileSystemDataset | None:
-        full = self._current(table)
-        if full is None or paths is None:
-            return full
-        return subset(full, paths)
+        """Fragments built straight from the file URIs and their hive directory names:
+        ``DeltaTable.to_pyarrow_dataset()`` also turns every file's statistics into
+        expressions, which costs seconds per call on a busy table."""
+        paths = self.files(table) if paths is None else list(paths)
+        if not paths:
+            return None
+        filesystem, base = self._filesystem(table)
+        fragments = [
+            self._format.make_fragment(
+                uri if base is None else uri[len(base) :].lstrip("/"),
+                filesystem,
+                partition_expression=_partition_expression(uri),
+            )
+            for uri in paths
+        ]
+        return ds.FileSystemDataset(fragments, SCHEMAS[table], self._format, filesystem)
 
-    def _current(self, table: str) -> ds.FileSystemDataset | None:
-        dt = self._table(table)
-        if dt is None:
-            return None
-        version = dt.version()
-        cached = self._datasets.get(table)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        dataset = dt.to_pyarrow_dataset()
-        assert isinstance(dataset, ds.FileSystemDataset)
-        if not dataset.files:
-            return None
-        self._datasets[table] = (version, dataset)
-        return dataset
+    def _filesystem(self, table: str) -> tuple[pa_fs.FileSystem, str | None]:
+        """(filesystem, URI prefix to strip): local paths as they are; object stores through
+        deltalake's own storage handler, rooted at the table."""
+        if "://" not in self.root:
+            return self._local, None
+        found = self._remote_fs.get(table)
+        if found is None:
+            dt = self._table(table)
+            assert dt is not None
+            found = self._remote_fs[table] = dt.to_pyarrow_dataset().filesystem
+        return found, self.table_uri(table)
 
     def _commit(self, fn: Any) -> None:
         """Run a commit, retrying conflicts with jittered exponential backoff."""
@@ -170,7 +190,7 @@ class DeltaBackend(LakeBackend):
             predicate = f"experiment = {_sql_str(experiment)} AND date = {_sql_str(date)}"
 
         dt = self._table(table)
-        current = self._current(table)
+        current = self.dataset(table)
         if dt is None or current is None:
             return
         partition = (
@@ -222,6 +242,17 @@ class DeltaBackend(LakeBackend):
             )
             removed.extend(f"{table}/{f}" for f in files)
         return sorted(removed)
+
+
+def _partition_expression(uri: str) -> ds.Expression:
+    """``.../experiment=a%20b/date=2024-01-02/part-0.parquet`` -> experiment == 'a b' & ..."""
+    expression: ds.Expression | None = None
+    for segment in uri.split("/")[:-1]:
+        key, sep, value = segment.partition("=")
+        if sep and key in ("experiment", "date"):
+            term = ds.field(key) == urllib.parse.unquote(value)
+            expression = term if expression is None else expression & term
+    return expression if expression is not None else ds.scalar(True)
 
 
 def _sql_str(value: str) -> str:
