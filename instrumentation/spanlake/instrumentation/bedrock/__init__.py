@@ -29,6 +29,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from spanlake.instrumentation._genai import warn_if_peers_active
+from spanlake.instrumentation._lazy import DeferredPatches, imported
 
 from . import _patch
 from .package import _instruments
@@ -46,29 +47,34 @@ _PEERS = (
 class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Traces ``bedrock-runtime`` calls of every botocore/boto3 client in the process."""
 
+    _deferred = DeferredPatches()
+
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.get("tracer_provider")
         _patch.STATE.tracer = trace_api.get_tracer(__name__, tracer_provider=tracer_provider)
-        warn_if_peers_active(
-            "botocore bedrock-runtime", peer_instrumentors=_PEERS, targets=[_TARGET]
-        )
-        from botocore.client import BaseClient
-
-        if not _in_chain(BaseClient.__dict__.get("_make_api_call")):
-            wrapt.wrap_function_wrapper(*_TARGET, _patch.make_api_call_wrapper)
+        self._deferred.when_imported("botocore.client", _patch_client)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _patch.STATE.tracer = None
-        from botocore.client import BaseClient
-
-        current = BaseClient.__dict__.get("_make_api_call")
+        self._deferred.cancel()
+        client_module = imported("botocore.client")
+        if client_module is None:
+            return  # never imported, so never patched
+        current = client_module.BaseClient.__dict__.get("_make_api_call")
         if _is_ours(current):
-            BaseClient._make_api_call = current.__wrapped__
+            client_module.BaseClient._make_api_call = current.__wrapped__
         # Otherwise someone wrapped on top of us: our wrapper stays in their chain but,
         # with no tracer, passes every call straight through.
+
+
+def _patch_client(client_module: Any) -> None:
+    """Post-import hook: wrap ``BaseClient._make_api_call`` once botocore is imported."""
+    warn_if_peers_active("botocore bedrock-runtime", peer_instrumentors=_PEERS, targets=[_TARGET])
+    if not _in_chain(client_module.BaseClient.__dict__.get("_make_api_call")):
+        wrapt.wrap_function_wrapper(*_TARGET, _patch.make_api_call_wrapper)
 
 
 _PROXY_BASE: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)

@@ -5,7 +5,9 @@ or not.
 The SDK's resource classes are patched with ``wrapt`` (not the client constructor), so
 clients created before :meth:`OpenAIInstrumentor.instrument` are traced as well. The stream
 helpers (``chat.completions.stream``, ``responses.stream``) and ``with_raw_response`` /
-``with_streaming_response`` route through the same ``create`` and are covered by it::
+``with_streaming_response`` route through the same ``create`` and are covered by it.
+Each SDK module is patched when the application imports it (:mod:`.._lazy`), so
+instrumenting costs nothing for an app that never imports ``openai``::
 
     from spanlake.instrumentation.openai import OpenAIInstrumentor
 
@@ -25,6 +27,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 
 from .._genai._peers import warn_if_peers_active
+from .._lazy import DeferredPatches, imported
 from ._wrappers import CHAT, EMBEDDINGS, RESPONSES, Endpoint, async_wrapper, sync_wrapper
 from .package import _instruments
 
@@ -52,8 +55,29 @@ _PEERS = (
 )
 
 
+def _patcher(
+    tracer: trace_api.Tracer, module: str, targets: list[tuple[str, Endpoint, bool]]
+) -> Any:
+    """The post-import hook that patches one SDK module's targets."""
+
+    def patch(loaded: Any) -> None:
+        warn_if_peers_active(
+            "openai", peer_instrumentors=_PEERS, targets=[(module, path) for path, _, _ in targets]
+        )
+        for path, endpoint, is_async in targets:
+            factory = async_wrapper if is_async else sync_wrapper
+            try:
+                wrapt.wrap_function_wrapper(loaded, path, factory(tracer, endpoint))
+            except AttributeError:
+                continue  # an older SDK without this API: the others are still traced
+
+    return patch
+
+
 class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Instruments the ``openai`` SDK (entry point ``spanlake_openai``)."""
+
+    _deferred = DeferredPatches()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -66,24 +90,20 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             schema_url="https://opentelemetry.io/schemas/1.37.0",
         )
-        warn_if_peers_active(
-            "openai",
-            peer_instrumentors=_PEERS,
-            targets=[(module, path) for module, path, _, _ in _TARGETS],
-        )
+        by_module: dict[str, list[tuple[str, Endpoint, bool]]] = {}
         for module, path, endpoint, is_async in _TARGETS:
-            factory = async_wrapper if is_async else sync_wrapper
-            try:
-                wrapt.wrap_function_wrapper(module, path, factory(tracer, endpoint))
-            except (ImportError, AttributeError):
-                continue  # an older SDK without this API: the others are still traced
+            by_module.setdefault(module, []).append((path, endpoint, is_async))
+        for module, targets in by_module.items():
+            self._deferred.when_imported(module, _patcher(tracer, module, targets))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import importlib
-
+        self._deferred.cancel()
         for module, path, _, _ in _TARGETS:
+            loaded = imported(module)
+            if loaded is None:
+                continue  # never imported, so never patched
             cls, method = path.split(".")
             try:
-                unwrap(getattr(importlib.import_module(module), cls), method)
-            except (ImportError, AttributeError):
+                unwrap(getattr(loaded, cls), method)
+            except AttributeError:
                 continue
