@@ -94,21 +94,29 @@ def rss_mb() -> float:
 
 
 # -- throughput -------------------------------------------------------------------------------
-def throughput(pool_spans: int, batch: int, rounds: int, work: Path) -> dict[str, list[float]]:
+def throughput(
+    pool_spans: int, batch: int, rounds: int, work: Path
+) -> dict[str, list[tuple[float, float]]]:
     pool = [b for b in batches(0, pool_spans, batch)]
     flat = [s for b in pool for s in b]
     n = len(flat)
     spans_to_table(flat[:10])  # warm imports
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
+    clock: dict[str, float] = {}
 
-    def record(name: str, seconds: float) -> None:
-        results.setdefault(name, []).append(n / seconds)
+    def start() -> None:
+        clock["wall"], clock["cpu"] = time.perf_counter(), time.process_time()
+
+    def record(name: str) -> None:
+        wall = time.perf_counter() - clock["wall"]
+        cpu = time.process_time() - clock["cpu"]
+        results.setdefault(name, []).append((n / wall, n / cpu))
 
     for r in range(rounds):
         gc.collect()
-        t = time.perf_counter()
+        start()
         table = spans_to_table(flat)
-        record("floor: Arrow table from SpanRecords (our builder)", time.perf_counter() - t)
+        record("floor: Arrow table from SpanRecords (our builder)")
 
         rows = [
             {
@@ -121,37 +129,35 @@ def throughput(pool_spans: int, batch: int, rounds: int, work: Path) -> dict[str
             }
             for s in flat
         ]
-        t = time.perf_counter()
+        start()
         pa.Table.from_pylist(rows)
-        record("floor: pa.Table.from_pylist (dicts, 6 keys)", time.perf_counter() - t)
+        record("floor: pa.Table.from_pylist (dicts, 6 keys)")
         del rows
 
         path = work / f"floor-{r}.parquet"
-        t = time.perf_counter()
+        start()
         pq.write_table(table, path, compression="zstd")
-        record("floor: pyarrow Parquet zstd write", time.perf_counter() - t)
+        record("floor: pyarrow Parquet zstd write")
 
-        t = time.perf_counter()
+        start()
         write_deltalake(str(work / f"floor-delta-{r}"), table, mode="append")
-        record("floor: deltalake append (one commit)", time.perf_counter() - t)
+        record("floor: deltalake append (one commit)")
 
-        t = time.perf_counter()
+        start()
         target = str(work / f"floor-delta-batched-{r}")
         for i in range(0, n, batch):
             write_deltalake(target, table.slice(i, batch), mode="append")
-        record(f"floor: deltalake append ({batch}-row commits)", time.perf_counter() - t)
+        record(f"floor: deltalake append ({batch}-row commits)")
 
         for scheme in ("sqlite", "parquet", "delta"):
             name = f"store-{scheme}-{r}"
             uri = f"{scheme}:///{work / (name + '.db' if scheme == 'sqlite' else name)}"
             with open_store(uri) as store:
                 gc.collect()
-                t = time.perf_counter()
+                start()
                 for b in pool:
                     store.write_spans(b)
-                record(
-                    f"store: {scheme} write_spans ({batch}-span batches)", time.perf_counter() - t
-                )
+                record(f"store: {scheme} write_spans ({batch}-span batches)")
         for child in work.iterdir():
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     return results
@@ -295,28 +301,40 @@ def main() -> None:
                 os.sched_setaffinity(0, {min(all_cores)})
             results = throughput(args.pool_spans, args.batch, args.rounds, work)
             os.sched_setaffinity(0, all_cores)
-            med = {k: statistics.median(v) for k, v in results.items()}
+            wall = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
+            cpu = {k: statistics.median(c for _, c in v) for k, v in results.items()}
             print(
-                f"\n## write throughput: {args.pool_spans:,} spans, {args.rounds} rounds, median rows/s"
+                f"\n## write throughput: {args.pool_spans:,} spans, {args.rounds} rounds, "
+                "median rows/s (wall clock | per CPU-second of this process)"
             )
-            for k, v in med.items():
-                print(f"{k:60s} {v:>12,.0f}", flush=True)
-            parquet_floor = med["floor: pyarrow Parquet zstd write"]
-            delta_floor = med[f"floor: deltalake append ({args.batch}-row commits)"]
-            build = med["floor: Arrow table from SpanRecords (our builder)"]
-            print("\nratios:")
-            print(
-                f"parquet store / pyarrow write floor   {med[f'store: parquet write_spans ({args.batch}-span batches)'] / parquet_floor:.2f}"
-            )
-            print(
-                f"parquet store / Arrow build floor     {med[f'store: parquet write_spans ({args.batch}-span batches)'] / build:.2f}"
-            )
-            print(
-                f"delta store / batched deltalake floor {med[f'store: delta write_spans ({args.batch}-span batches)'] / delta_floor:.2f}"
-            )
-            print(
-                f"delta store / Arrow build floor       {med[f'store: delta write_spans ({args.batch}-span batches)'] / build:.2f}"
-            )
+            for k in wall:
+                print(f"{k:60s} {wall[k]:>10,.0f} | {cpu[k]:>10,.0f}", flush=True)
+            b = args.batch
+            pairs = [
+                (
+                    "parquet store / pyarrow Parquet write",
+                    f"store: parquet write_spans ({b}-span batches)",
+                    "floor: pyarrow Parquet zstd write",
+                ),
+                (
+                    "parquet store / Arrow build",
+                    f"store: parquet write_spans ({b}-span batches)",
+                    "floor: Arrow table from SpanRecords (our builder)",
+                ),
+                (
+                    "delta store / deltalake batched appends",
+                    f"store: delta write_spans ({b}-span batches)",
+                    f"floor: deltalake append ({b}-row commits)",
+                ),
+                (
+                    "delta store / Arrow build",
+                    f"store: delta write_spans ({b}-span batches)",
+                    "floor: Arrow table from SpanRecords (our builder)",
+                ),
+            ]
+            print("\nratios (wall | CPU):")
+            for label, num, den in pairs:
+                print(f"{label:45s} {wall[num] / wall[den]:.3f} | {cpu[num] / cpu[den]:.3f}")
         if not args.skip_search:
             for scheme in args.stores.split(","):
                 out = search_bench(scheme, args.search_spans, args.batch, args.repeat, work)
