@@ -251,6 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.fake.received.append(Received("POST", self.path, headers, body))
         request_id = f"req_fake{next(_ids):04d}"
+        self.server.fake.last_request_id = request_id
         bedrock = _BEDROCK.match(path)
         if path != "/v1/messages" and bedrock is None:
             self._json(
@@ -386,6 +387,8 @@ class FakeAnthropic:
         self.paused = threading.Event()
         self.pause_timeout = _PAUSE_TIMEOUT_S
         self.received: list[Received] = []
+        #: The ``request-id`` header of the latest response.
+        self.last_request_id = ""
         #: Answers from the request body when nothing is scripted (concurrent agents).
         self.responder: Callable[[dict[str, Any]], Reply | ErrorReply] | None = None
         self._server = _Server(("127.0.0.1", 0), _Handler)

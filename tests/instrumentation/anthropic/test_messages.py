@@ -71,6 +71,7 @@ def test_create_records_request_response_and_usage(
     assert a[ga.RESPONSE_ID] == msg.id and a[ga.RESPONSE_MODEL] == MODEL
     assert a[ga.RESPONSE_FINISH_REASONS] == ("end_turn",)
     assert a[ga.USAGE_INPUT_TOKENS] == 9 and a[ga.USAGE_OUTPUT_TOKENS] == 3
+    assert a["anthropic.request.id"] == fake.last_request_id
     assert content(span, ga.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "You are terse."}]
     assert content(span, ga.INPUT_MESSAGES) == [
         {"role": "user", "parts": [{"type": "text", "content": "Hello, Claude"}]}

@@ -68,6 +68,7 @@ def test_exhausted(client: anthropic.Anthropic, rec: Any) -> None:
     assert a[ga.RESPONSE_FINISH_REASONS] == ("end_turn",)
     assert a[ga.RESPONSE_ID] == events[0].message.id
     assert a[ga.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert str(a["anthropic.request.id"]).startswith("req_fake")
     chunk_events = [e for e in span.events if e.name == "spanlake.stream.chunk"]
     assert len(chunk_events) == len(events) == a["spanlake.stream.chunks"]
     assert span.status.status_code is not StatusCode.ERROR

@@ -30,6 +30,8 @@ from spanlake.instrumentation._genai import (
 )
 from spanlake.semconv.gen_ai import Operation, Provider
 
+#: The API's request id (``request-id`` header), as the SDK's own spans name it.
+REQUEST_ID = "anthropic.request.id"
 _SENTINELS = frozenset({"Omit", "NotGiven"})
 
 
@@ -225,10 +227,14 @@ def build_response(msg: Any, cfg: ContentConfig) -> Response:
                 str(get(msg, "role") or "assistant"), _parts(get(msg, "content"), cfg), stop
             )
         ]
-    return Response(
+    response = Response(
         id=get(msg, "id"),
         model=get(msg, "model"),
         finish_reasons=[str(stop)] if stop else None,
         usage=usage_from(get(msg, "usage")),
         output_messages=output,
     )
+    request_id = getattr(msg, "_request_id", None)  # set by the SDK on parsed responses
+    if isinstance(request_id, str):
+        response.attributes[REQUEST_ID] = request_id
+    return response

@@ -16,15 +16,22 @@ from spanlake.instrumentation._genai import (
 
 from ._accumulator import AnthropicAccumulator
 from ._call import Switch, Wrapper, is_stream, run, run_async, start, with_trace_headers
-from ._convert import build_response, get
+from ._convert import REQUEST_ID, build_response, get
 from ._helper import hook_manager
 from ._raw import AsyncRawResponseProxy, RawResponseProxy, is_raw_response, read_json
+
+
+def _record_request_id(inv: Invocation, stream: Any) -> None:
+    request_id = stream.response.headers.get("request-id")
+    if request_id:
+        inv.span.set_attribute(REQUEST_ID, request_id)
 
 
 def _wrap_result(inv: Invocation, result: Any, *, is_async: bool) -> Any:
     """What the app gets back: ``result`` itself, or a transparent proxy that ends the span."""
     try:
         if is_stream(result, is_async=is_async):
+            safe_invoke(_record_request_id, inv, result)
             proxy_cls = AsyncStreamProxy if is_async else SyncStreamProxy
             return proxy_cls(result, inv, AnthropicAccumulator(inv.content))
         if is_raw_response(result):
