@@ -306,3 +306,38 @@ def test_object_store_options_come_from_env() -> None:
         "aws_endpoint_url": "http://127.0.0.1:9000",
     }
     assert os.environ is not env
+
+
+WINNING_TRACE_ROWS = """
+SELECT * EXCLUDE (rn) FROM (
+  SELECT *, row_number() OVER (
+    PARTITION BY trace_id
+    ORDER BY span_count + tag_override_count DESC, computed_time_ns DESC) AS rn
+  FROM traces)
+WHERE rn = 1
+"""
+
+
+@pytest.mark.parametrize("backend", LAKES)
+def test_documented_trace_view_matches_the_store(backend: str, tmp_path: Path) -> None:
+    """Before compaction a trace may have several rows; the README's query picks the
+    store's answer."""
+    spans = make_traces(0, 6)
+    with open_store(uri_for(backend, tmp_path)) as store:
+        store.write_spans(spans[::2])  # every trace first without half its spans
+        store.write_spans(spans[1::2])
+        store.set_trace_tag(trace_id_for(1), "label", "good")
+        expected = {
+            t.trace_id: (t.state.value, t.span_count, t.tags.get("label"))
+            for t in store.search_traces().traces
+        }
+    root = tmp_path / "lake" / "traces"
+    traces = (  # noqa: F841 - read by DuckDB's replacement scan
+        ds.dataset(root, format="parquet", partitioning="hive")
+        if backend == "parquet"
+        else DeltaTable(str(root)).to_pyarrow_dataset()
+    )
+    assert traces.count_rows() > 6  # superseded rows are still there
+    rows = duckdb.sql(f"SELECT trace_id, state, span_count, tags FROM ({WINNING_TRACE_ROWS})")
+    got = {r[0]: (r[1], r[2], dict(r[3]).get("label")) for r in rows.fetchall()}
+    assert got == expected
