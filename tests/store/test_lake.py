@@ -332,7 +332,7 @@ def test_documented_trace_view_matches_the_store(backend: str, tmp_path: Path) -
             for t in store.search_traces().traces
         }
     root = tmp_path / "lake" / "traces"
-    traces = (  # noqa: F841 - read by DuckDB's replacement scan
+    traces = (  # read by name through DuckDB's replacement scan
         ds.dataset(root, format="parquet", partitioning="hive")
         if backend == "parquet"
         else DeltaTable(str(root)).to_pyarrow_dataset()
