@@ -72,6 +72,9 @@ CACHE_MAX_SPANS = 200_000
 #: within this, after which the trace rows themselves say how many spans a trace has.
 RECENT_FILE_SECONDS = 120.0
 RECENT_FILES_MAX = 5_000
+RECENT_IDS_MAX = 500_000
+#: Trace -> span count entries a writer keeps (to notice an old trace touched again).
+BEST_MAX = 2_000_000
 
 
 class LakeBackend(ABC):
@@ -169,6 +172,7 @@ class LakeStore(Store):
         self._span_files_seen: set[str] = set()
         self._recent: deque[tuple[float, str, frozenset[str]]] = deque()
         self._recent_index: dict[str, set[str]] = {}
+        self._recent_ids = 0
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._known_spans = 0
         # traces: row chunks + the winning row per trace; materialised lazily for queries
@@ -262,9 +266,12 @@ class LakeStore(Store):
                 keys = fragment.to_table(columns=["trace_id", "span_id"])
                 self._index_file(fragment.path, keys, now)
         while self._recent and (
-            now - self._recent[0][0] > RECENT_FILE_SECONDS or len(self._recent) > RECENT_FILES_MAX
+            now - self._recent[0][0] > RECENT_FILE_SECONDS
+            or len(self._recent) > RECENT_FILES_MAX
+            or self._recent_ids > RECENT_IDS_MAX
         ):
             _, path, ids = self._recent.popleft()
+            self._recent_ids -= len(ids)
             for trace_id in ids:
                 paths = self._recent_index.get(trace_id)
                 if paths is not None:
@@ -277,6 +284,7 @@ class LakeStore(Store):
         trace_ids = keys.column("trace_id").to_pylist()
         ids = frozenset(trace_ids)
         self._recent.append((now, path, ids))
+        self._recent_ids += len(ids)
         for trace_id in ids:
             self._recent_index.setdefault(trace_id, set()).add(path)
         cached = [t for t in ids if t in self._known]
@@ -366,8 +374,9 @@ class LakeStore(Store):
 
     # -- trace rows ----------------------------------------------------------------------
     def _add_trace_rows(self, rows: pa.Table) -> None:
-        self._trace_pending.append(rows)
         self._count_pending.append(rows)
+        if self._materialised is not None:  # only processes that search keep rows
+            self._trace_pending.append(rows)
 
     def _refresh_traces(self) -> None:
         new = self._new_files(TRACES, self._trace_files_seen)
@@ -389,18 +398,30 @@ class LakeStore(Store):
                     if old is None or basis > old[0]:
                         best[tid] = (basis, counts[i])
             self._count_pending = []
+            while len(best) > BEST_MAX:  # oldest first; an evicted trace touched again
+                del best[next(iter(best))]  # is rebuilt by `compact`'s repair
         found = self._best.get(trace_id)
         return None if found is None else found[1]
 
     def _traces_table(self) -> pa.Table:
-        """The winning row of every trace (merged vectorised, only after a change)."""
+        """The winning row of every trace (merged vectorised, only after a change). The
+        first call reads the whole table; writers that never search keep no rows."""
+        if self._materialised is None:
+            self._refresh_traces()
+            current = set(self.backend.files(TRACES)) & self._trace_files_seen
+            dataset = self.backend.dataset(TRACES, sorted(current)) if current else None
+            self._materialised = (
+                winners(dataset.to_table())
+                if dataset is not None
+                else _arrow.TRACES_SCHEMA.empty_table()
+            )
+            self._trace_pending = []
+            self._view = None
         if self._trace_pending:
             parts = [self._materialised] if self._materialised is not None else []
             self._materialised = winners(pa.concat_tables(parts + self._trace_pending))
             self._trace_pending = []
             self._view = None
-        if self._materialised is None:
-            self._materialised = _arrow.TRACES_SCHEMA.empty_table()
         return self._materialised
 
     def _trace_view(self) -> TraceView:
@@ -504,7 +525,8 @@ class LakeStore(Store):
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:
         self._refresh_traces()
-        if self._best_count(trace_id) is None:
+        ids = self._traces_table().column("trace_id")
+        if not pc.any(pc.equal(ids, trace_id)).as_py():
             raise NotFoundError(f"trace {trace_id!r} not found in {self.uri}")
 
     def _set_override(self, trace_id: str, key: str, value: str | None) -> None:
