@@ -9,7 +9,9 @@ in :data:`DIALECTS` to fill a key wins.
 
 Each dialect is a declarative table (:class:`~._table.Dialect`) recognised by its marker
 keys, so the common case, a span in current OTel form or with no GenAI keys at all, costs
-one dict copy and one C-level ``isdisjoint`` over its keys.
+one dict copy and two C-level ``isdisjoint`` checks over its keys. Last, input tokens are
+made inclusive of cached tokens where a producer provably left them out (:mod:`._usage`),
+whatever the dialect.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final
 
 from spanlake.semconv.dialects import mlflow, openinference, openllmetry, otel_genai
 from spanlake.semconv.dialects._table import Dialect, PrefixRename, Rename, apply
+from spanlake.semconv.dialects._usage import CACHE_KEYS, make_input_inclusive
 
 __all__ = ["DIALECTS", "Dialect", "PrefixRename", "Rename", "detect", "normalize"]
 
@@ -45,14 +48,15 @@ def normalize(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes plus their OTel GenAI / spanlake equivalents. Never raises."""
     out = dict(attributes)
     keys = out.keys()
-    if keys.isdisjoint(_ALL_MARKERS):
-        return out
-    src = dict(out)  # the tables read the originals, never their own output
-    for dialect in DIALECTS:
-        if src.keys().isdisjoint(dialect.markers):
-            continue
-        try:
-            apply(dialect, src, out)
-        except Exception:  # a malformed span must never stop ingest
-            continue
+    if not keys.isdisjoint(_ALL_MARKERS):
+        src = dict(out)  # the tables read the originals, never their own output
+        for dialect in DIALECTS:
+            if src.keys().isdisjoint(dialect.markers):
+                continue
+            try:
+                apply(dialect, src, out)
+            except Exception:  # a malformed span must never stop ingest
+                continue
+    if not keys.isdisjoint(CACHE_KEYS):
+        make_input_inclusive(out)
     return out

@@ -15,7 +15,7 @@ OpenLLMetry use.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from spanlake.semconv.dialects._values import loads, maybe_json
 
@@ -117,9 +117,36 @@ def message(
     return msg
 
 
+#: Bedrock Converse blocks carry no "type": the single key names the kind.
+_CONVERSE_KINDS: Final = frozenset(
+    {"text", "toolUse", "toolResult", "image", "document", "reasoningContent"}
+)
+
+
+def _converse_block_to_parts(block: Mapping[str, Any]) -> list[Part]:
+    if "text" in block:
+        return [text_part(block["text"])]
+    if isinstance(use := block.get("toolUse"), Mapping):
+        return [tool_call_part(use.get("toolUseId"), use.get("name"), use.get("input"))]
+    if isinstance(result := block.get("toolResult"), Mapping):
+        content = result.get("content")
+        if isinstance(content, list):
+            texts = [str(b["text"]) for b in content if isinstance(b, Mapping) and "text" in b]
+            content = "".join(texts) if texts else content
+        return [tool_response_part(result.get("toolUseId"), content)]
+    if isinstance(reasoning := block.get("reasoningContent"), Mapping):
+        text = reasoning.get("reasoningText")
+        text = text.get("text", "") if isinstance(text, Mapping) else ""
+        return [{"type": "reasoning", "content": text}]
+    kind = next(iter(block))
+    return [{"type": str(kind), "content": block[kind]}]
+
+
 def _block_to_parts(block: Mapping[str, Any]) -> list[Part]:
-    """One provider content block (OpenAI or Anthropic shapes) as parts."""
+    """One provider content block (OpenAI, Anthropic or Bedrock shapes) as parts."""
     kind = block.get("type")
+    if kind is None and len(block) == 1 and next(iter(block)) in _CONVERSE_KINDS:
+        return _converse_block_to_parts(block)
     if kind in ("text", "input_text", "output_text"):
         return [text_part(block.get("text", ""))]
     if kind in ("thinking", "reasoning"):
@@ -155,16 +182,22 @@ def _block_to_parts(block: Mapping[str, Any]) -> list[Part]:
 def content_to_parts(content: Any) -> list[Part]:
     """Message content (a string, a JSON list of blocks, or a list) as parts.
 
-    A string is parsed only when it is a JSON list of typed blocks (how OpenLLMetry
-    records Anthropic content); any other string is one text part, verbatim.
+    A string is parsed only when it is a JSON list of content blocks or a JSON string
+    literal (how OpenLLMetry records Anthropic and Bedrock content); any other string is
+    one text part, verbatim.
     """
     if content is None or content == "":
         return []
     if isinstance(content, str):
-        if content[:1] == "[":
+        first = content[:1]
+        if first == "[":
             parsed = loads(content)
             if _is_block_list(parsed):
                 return content_to_parts(parsed)
+        elif first == '"' and content[-1:] == '"' and len(content) > 1:
+            decoded = loads(content)
+            if isinstance(decoded, str):
+                return [text_part(decoded)] if decoded else []
         return [text_part(content)]
     if isinstance(content, (list, tuple)):
         parts: list[Part] = []
@@ -179,12 +212,16 @@ def content_to_parts(content: Any) -> list[Part]:
     return [text_part(content)]
 
 
+def _is_block(block: Any) -> bool:
+    if not isinstance(block, Mapping):
+        return False
+    if isinstance(block.get("type"), str):
+        return True
+    return len(block) == 1 and next(iter(block)) in _CONVERSE_KINDS
+
+
 def _is_block_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(b, Mapping) and isinstance(b.get("type"), str) for b in value)
-    )
+    return isinstance(value, list) and bool(value) and all(map(_is_block, value))
 
 
 def merge_tool_calls(parts: list[Part], calls: Sequence[Part]) -> list[Part]:
