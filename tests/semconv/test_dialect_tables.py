@@ -420,7 +420,10 @@ def test_provider_unknown_passes_through_lowercased() -> None:
 
 
 # --- fuzz ---------------------------------------------------------------------------------
-_MARKERS = sorted(set().union(*(d.markers for d in DIALECTS)))
+_MARKERS = sorted(
+    set().union(*(d.markers for d in DIALECTS))
+    | {*g.USAGE_KEYS, "gen_ai.usage.total_tokens", "llm.usage.total_tokens"}
+)
 _PREFIXES = [
     "llm.input_messages.",
     "llm.output_messages.",
