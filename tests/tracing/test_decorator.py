@@ -502,5 +502,8 @@ def test_telemetry_failure_never_reaches_the_caller(
 
 
 def test_undecoratable_object_is_returned_unchanged() -> None:
-    target = 42
-    assert trace(target) == 42  # type: ignore[call-overload]
+    class Model:
+        pass
+
+    assert trace(42) == 42  # type: ignore[call-overload]
+    assert trace(Model) is Model  # a class stays a class: isinstance keeps working

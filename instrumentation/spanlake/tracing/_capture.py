@@ -44,6 +44,8 @@ _FEW = 16  # up to this many items, a container's items are sized one by one
 _PROBE = 4  # items of a long container encoded alone before slicing
 _MAX_DEPTH = 32
 _SMALL_NODES = 16  # containers a value may have and still count as small
+_GUESS_NODES = 48  # containers looked at to guess a value's size
+_HUGE = float(sys.maxsize)
 _Out = list[bytes | memoryview]  # fragments of the JSON text, joined once
 _SCALARS = (int, float, bool, type(None))
 
@@ -61,6 +63,11 @@ def capture(value: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, int | 
         except Exception:
             return _json.dumps(value, max_bytes)
     try:
+        if _guess_size(value, [_GUESS_NODES]) * 4 < max_bytes:
+            # Most values are far below the cap: one orjson call, no slicing.
+            data = _plain(value)
+            if len(data) <= max_bytes:
+                return data.decode("utf-8"), None
         out: _Out = []
         _, full, cut = _encode(value, max_bytes, 0, out)
         data = b"".join(out)
@@ -79,6 +86,41 @@ def _plain(value: Any) -> bytes:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except Exception:
         return _json.dumps(value, _NO_CAP)[0].encode("utf-8")
+
+
+def _guess_size(value: Any, nodes: list[int]) -> float:
+    """Encoded size guessed from a bounded sample: long containers are extrapolated from
+    their first items; past the node budget, or on an unknown type, it guesses "huge"."""
+    kind = type(value)
+    if kind is str:
+        return len(value) + 2
+    if kind in _SCALARS:
+        return 8
+    nodes[0] -= 1
+    if nodes[0] < 0:
+        return _HUGE
+    if kind is dict:
+        total = len(value)
+        items: Any = value.values()
+        size = 0.0
+        for key in islice(value, _PROBE) if total > _FIRST_STEP else value:
+            size += (len(key) if type(key) is str else 8) + 4
+        items = islice(items, _PROBE) if total > _FIRST_STEP else items
+    elif kind is list or kind is tuple:
+        total = len(value)
+        items = value[:_PROBE] if total > _FIRST_STEP else value
+        size = float(total if total <= _FIRST_STEP else _PROBE)
+    else:
+        return _HUGE
+    for item in items:  # leaves inline: this runs on every traced call
+        item_kind = type(item)
+        if item_kind is str:
+            size += len(item) + 2
+        elif item_kind in _SCALARS:
+            size += 8
+        else:
+            size += _guess_size(item, nodes)
+    return size if total <= _FIRST_STEP else size * total / _PROBE
 
 
 def _is_small(value: Any, budget: int) -> bool:

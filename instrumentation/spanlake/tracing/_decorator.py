@@ -83,8 +83,9 @@ def _decorate(
     if isinstance(target, (staticmethod, classmethod)):
         inner = _wrap(target.__func__, name, span_type, attributes, isinstance(target, classmethod))
         return type(target)(inner)
-    if not callable(target):
-        logger.warning("spanlake: trace() needs a callable, got %r; left untraced", target)
+    if not callable(target) or isinstance(target, type):
+        # A class would turn into a function (breaking isinstance): trace its methods.
+        logger.warning("spanlake: trace() needs a function, got %r; left untraced", target)
         return target
     return _wrap(target, name, span_type, attributes, False)
 
