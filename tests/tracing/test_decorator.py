@@ -507,3 +507,21 @@ def test_undecoratable_object_is_returned_unchanged() -> None:
 
     assert trace(42) == 42  # type: ignore[call-overload]
     assert trace(Model) is Model  # a class stays a class: isinstance keeps working
+
+
+def test_long_stream_output_is_capped_and_counted(span_exporter: InMemorySpanExporter) -> None:
+    @trace
+    def chunks() -> Iterator[str]:
+        for i in range(5000):
+            yield f"chunk {i} " + "é" * 100
+
+    assert sum(1 for _ in chunks()) == 5000
+    (span,) = span_exporter.get_finished_spans()
+    text = str(attributes_of(span)[spanlake_attrs.SPAN_OUTPUTS])
+    assert len(text.encode("utf-8")) <= 256 * 1024
+    recorded = json.loads(text)
+    assert recorded[0].startswith("chunk 0 ")
+    kept = len(recorded) - 1
+    assert recorded[-1] == f"... {5000 - kept} more items"
+    (mark,) = attributes_of(span)[spanlake_attrs.TRUNCATED]
+    assert mark.startswith(spanlake_attrs.SPAN_OUTPUTS + ":")

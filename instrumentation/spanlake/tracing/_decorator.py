@@ -297,17 +297,25 @@ class _Items:
                 return
             room = DEFAULT_MAX_BYTES - self._used - 1 - 48
             text, original = capture(item, max(room, 16))
-            if len(text) > room:
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
+            if size > room:
                 self._dropped += 1
                 return
             self._parts.append(text)
-            self._used += len(text) + 1
+            self._used += size + 1
             if original is not None:
                 self._cut_full = original
         except Exception:
             logger.debug("spanlake: could not record a generator item", exc_info=True)
 
     def encoded(self) -> tuple[str, int | None]:
+        try:
+            return self._encoded()
+        except Exception:
+            logger.debug("spanlake: could not record generator outputs", exc_info=True)
+            return "[]", None
+
+    def _encoded(self) -> tuple[str, int | None]:
         parts = self._parts
         if self._dropped:
             parts = [*parts, f'"... {self._dropped} more items"']
