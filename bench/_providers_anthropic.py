@@ -320,11 +320,11 @@ def _floor_calls(
             if index == 0:
                 attrs["gen_ai.response.time_to_first_chunk"] = (time.time_ns() - start) / 1e9
             kind = event.type
-            chunk: dict[str, Any] = {"index": index}
             index += 1
+            delta = None
             if kind == "content_block_delta" and event.delta.type == "text_delta":
-                texts.append(event.delta.text)
-                chunk["content"] = event.delta.text
+                delta = event.delta.text
+                texts.append(delta)
             elif kind == "message_start":
                 attrs["gen_ai.response.id"] = event.message.id
                 attrs["gen_ai.response.model"] = event.message.model
@@ -332,9 +332,12 @@ def _floor_calls(
             elif kind == "message_delta":
                 attrs["gen_ai.response.finish_reasons"] = [event.delta.stop_reason or ""]
                 attrs["gen_ai.usage.output_tokens"] = event.usage.output_tokens
-            # One event per chunk, as ours records chunk arrival (index + text delta).
+            # One event per chunk, as ours records chunk arrival: the text delta, else bare.
             if chunk_events:
-                span.add_event("gen_ai.chunk", chunk)
+                if delta:
+                    span.add_event("gen_ai.chunk", {"content": delta})
+                else:
+                    span.add_event("gen_ai.chunk")
         attrs["gen_ai.output.messages"] = orjson.dumps(
             [{"role": "assistant", "parts": [{"type": "text", "content": "".join(texts)}]}]
         ).decode()

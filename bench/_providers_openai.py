@@ -295,21 +295,25 @@ def _floor_calls(
             stream_client.chat.completions.create(**REQUEST, **STREAM_EXTRA)
         ):
             last = chunk
-            event: dict[str, Any] = {"index": index}
+            delta = None
             if index == 0:
                 attrs["gen_ai.response.time_to_first_chunk"] = (time.time_ns() - start) / 1e9
                 attrs["gen_ai.response.id"] = chunk.id
                 attrs["gen_ai.response.model"] = chunk.model
             if chunk.choices:
                 choice = chunk.choices[0]
-                if choice.delta.content:
-                    texts.append(choice.delta.content)
-                    event["content"] = choice.delta.content
+                delta = choice.delta.content
+                if delta:
+                    texts.append(delta)
                 finish = choice.finish_reason or finish
             if chunk.usage is not None:
                 attrs.update(usage_attrs(chunk.usage))
+            # One event per chunk, as ours records chunk arrival: the text delta, else bare.
             if chunk_events:
-                span.add_event("gen_ai.chunk", event)
+                if delta:
+                    span.add_event("gen_ai.chunk", {"content": delta})
+                else:
+                    span.add_event("gen_ai.chunk")
         attrs["gen_ai.response.finish_reasons"] = [finish or ""]
         attrs["gen_ai.output.messages"] = orjson.dumps(
             [

@@ -275,6 +275,7 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     a = results["args"]
     lines.append(
+        f"spanlake at {m.get('spanlake', '?')}. "
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}; load average at "
         f"start {m['loadavg']}, at end {m.get('loadavg_end', '?')}; {m['started']}. "
         f"{a['rounds']} rounds x {a['calls']} calls per configuration and mode, "
@@ -359,12 +360,34 @@ def _machine() -> dict[str, Any]:
     except OSError:
         load = "?"
     return {
+        "spanlake": _spanlake_revision(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg": load,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
+
+
+def _spanlake_revision() -> str:
+    """The repo commit under test, and whether the instrumentation had uncommitted changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "instrumentation", "semconv"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return f"{rev} (+ uncommitted instrumentation changes)" if dirty else rev
 
 
 def _install_status() -> dict[str, str]:
