@@ -525,3 +525,36 @@ def test_long_stream_output_is_capped_and_counted(span_exporter: InMemorySpanExp
     assert recorded[-1] == f"... {5000 - kept} more items"
     (mark,) = attributes_of(span)[spanlake_attrs.TRUNCATED]
     assert mark.startswith(spanlake_attrs.SPAN_OUTPUTS + ":")
+
+
+def test_sampled_out_spans_cost_no_serialisation(
+    span_exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from spanlake.tracing import _capture, _decorator, _lifecycle
+
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
+    monkeypatch.setattr(_lifecycle, "tracer", lambda: sampled_out)
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("capture called for a span that is not recording")
+
+    monkeypatch.setattr(_decorator, "capture", forbidden)
+    monkeypatch.setattr(_lifecycle, "capture", forbidden)
+    monkeypatch.setattr(_capture, "capture", forbidden)
+
+    @trace
+    def work(payload: dict[str, int]) -> dict[str, int]:
+        return payload
+
+    @trace
+    def stream() -> Iterator[int]:
+        yield 1
+
+    assert work({"a": 1}) == {"a": 1}
+    assert list(stream()) == [1]
+    with start_span("block") as span:
+        span.set_inputs({"big": "x" * 1000})
+    assert span_exporter.get_finished_spans() == ()

@@ -161,18 +161,22 @@ class _Recipe:
         self.binder = _Binder(fn, is_classmethod)
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | None:
-        """Start the call's span (not yet current); None if telemetry failed."""
+        """Start the call's span (not yet current); None if telemetry failed.
+
+        Inputs are captured only for a recording span: with no SDK configured, or a span
+        sampled out, tracing costs no serialisation at all.
+        """
         try:
-            attributes = self.attributes
-            bound = self.binder.bind(args, kwargs)
-            if bound:  # a call without arguments records no inputs rather than "{}"
-                attributes = dict(attributes)
-                text, original = capture(bound)
-                attributes[spanlake_attrs.SPAN_INPUTS] = text
-                if original is not None:
-                    mark = f"{spanlake_attrs.SPAN_INPUTS}:{original}"
-                    attributes[spanlake_attrs.TRUNCATED] = [mark]
-            return _lifecycle.tracer().start_span(self.name, attributes=attributes or None)
+            span = _lifecycle.tracer().start_span(self.name, attributes=self.attributes or None)
+            if span.is_recording():
+                bound = self.binder.bind(args, kwargs)
+                if bound:  # a call without arguments records no inputs rather than "{}"
+                    text, original = capture(bound)
+                    span.set_attribute(spanlake_attrs.SPAN_INPUTS, text)
+                    if original is not None:
+                        mark = f"{spanlake_attrs.SPAN_INPUTS}:{original}"
+                        span.set_attribute(spanlake_attrs.TRUNCATED, [mark])
+            return span
         except Exception:
             logger.debug("spanlake: could not start span %r", self.name, exc_info=True)
             return None
@@ -201,7 +205,7 @@ def _end(
     if span is None:
         return
     try:
-        if encoded is None and outputs is None:
+        if (encoded is None and outputs is None) or not span.is_recording():
             _end_only(span)  # None records nothing: an absent output reads as null
             return
         value = encoded if encoded is not None else capture(outputs)
@@ -282,15 +286,18 @@ def _coroutine_wrapper(fn: Callable[..., Any], recipe: _Recipe) -> Callable[...,
 class _Items:
     """A generator's outputs as a JSON array, encoded item by item within the cap."""
 
-    __slots__ = ("_cut_full", "_dropped", "_parts", "_used")
+    __slots__ = ("_active", "_cut_full", "_dropped", "_parts", "_used")
 
-    def __init__(self) -> None:
+    def __init__(self, span: Span | None) -> None:
+        self._active = span is not None and span.is_recording()
         self._parts: list[str] = []
         self._used = 2
         self._dropped = 0
         self._cut_full = 0
 
     def add(self, item: Any) -> None:
+        if not self._active:
+            return
         try:
             if self._dropped or self._cut_full:
                 self._dropped += 1
@@ -331,7 +338,7 @@ def _generator_wrapper(fn: Callable[..., Any], recipe: _Recipe) -> Callable[...,
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         span = recipe.start(args, kwargs)
         parent = None if span is None else trace_api.set_span_in_context(span)
-        items = _Items()
+        items = _Items(span)
         gen: Generator[Any, Any, Any] | None = None
         sent: Any = None
         thrown: BaseException | None = None
@@ -386,7 +393,7 @@ def _async_generator_wrapper(fn: Callable[..., Any], recipe: _Recipe) -> Callabl
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         span = recipe.start(args, kwargs)
         parent = None if span is None else trace_api.set_span_in_context(span)
-        items = _Items()
+        items = _Items(span)
         agen: AsyncGenerator[Any, Any] | None = None
         sent: Any = None
         thrown: BaseException | None = None

@@ -90,7 +90,8 @@ def attribute_value(value: Any) -> AttributeValue | None:
 def set_value(span: Span, key: str, value: Any) -> None:
     """Record ``value`` as JSON under ``key``, keeping the truncation marker in step."""
     try:
-        set_encoded(span, key, capture(value))
+        if span.is_recording():  # sampled out or no SDK: skip the serialisation
+            set_encoded(span, key, capture(value))
     except Exception:
         logger.debug("spanlake: could not record %s", key, exc_info=True)
 
