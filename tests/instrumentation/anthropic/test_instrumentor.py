@@ -175,3 +175,18 @@ def test_opentelemetry_instrument_honours_the_disable_list(tmp_path: Any) -> Non
         check=True,
     )
     assert result.stdout.strip().splitlines()[-1] == "True function", result.stdout + result.stderr
+
+
+def test_a_second_instance_uninstruments_what_the_first_patched(
+    fake: FakeAnthropic, tracer_provider: TracerProvider, rec: Any
+) -> None:
+    """The usual pattern: ``AnthropicInstrumentor().instrument()`` ... later
+    ``AnthropicInstrumentor().uninstrument()`` (BaseInstrumentor is a singleton)."""
+    original = Messages.__dict__["create"]
+    AnthropicInstrumentor().instrument(tracer_provider=tracer_provider)
+    assert Messages.__dict__["create"] is not original
+    AnthropicInstrumentor().uninstrument()
+    assert Messages.__dict__["create"] is original
+    with anthropic.Anthropic(base_url=fake.base_url, api_key=KEY) as c:
+        c.messages.create(model=MODEL, max_tokens=5, messages=HI)
+    assert rec.ours() == []

@@ -84,10 +84,11 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     Both are idempotent.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._switch: Switch | None = None
-        self._patched: list[tuple[Any, str]] = []
+    # BaseInstrumentor is a per-class singleton whose ``__init__`` runs on every
+    # ``AnthropicInstrumentor()``: patch state lives on the class so a second instance
+    # (``AnthropicInstrumentor().uninstrument()``) still sees what the first one patched.
+    _switch: Switch | None = None
+    _patched: tuple[tuple[Any, str], ...] = ()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -103,7 +104,8 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             peer_instrumentors=_PEERS,
             targets=[(m, p) for m, p, _ in _TARGETS if m == _MESSAGES],
         )
-        switch = self._switch = Switch()
+        switch = Switch()
+        patched: list[tuple[Any, str]] = []
         factories = {
             "create": lambda: create_wrapper(tracer, switch),
             "acreate": lambda: async_create_wrapper(tracer, switch),
@@ -114,15 +116,17 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             found = _resolve(module, path)
             if found is not None:
                 wrap_function_wrapper(module, path, factories[kind]())
-                self._patched.append(found)
+                patched.append(found)
         if _resolve(*_NATIVE) is not None:
             wrap_function_wrapper(_NATIVE[0], _NATIVE[1], native_span_wrapper())
-            self._patched.append((importlib.import_module(_NATIVE[0]), _NATIVE[1]))
+            patched.append((importlib.import_module(_NATIVE[0]), _NATIVE[1]))
+        type(self)._switch = switch
+        type(self)._patched = tuple(patched)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self._switch is not None:
-            self._switch.active = False  # wrappers cached in SDK helpers stop tracing too
-            self._switch = None
-        for owner, attr in self._patched:
+        cls = type(self)
+        if cls._switch is not None:
+            cls._switch.active = False  # wrappers cached in SDK helpers stop tracing too
+        for owner, attr in cls._patched:
             unwrap(owner, attr)
-        self._patched.clear()
+        cls._switch, cls._patched = None, ()
