@@ -353,6 +353,39 @@ def run(server: Server, protocol: str, senders: int, bodies: list[bytes], settle
     )
 
 
+def stages(n_batches: int, schemes: list[str]) -> None:
+    """Where a span's CPU goes, in process (no sockets): decode + walk (the receiver),
+    mapping, store write. Per-CPU-second, so it is stable on a shared machine."""
+    from spanlake.exporter.mapping import experiment_for, map_span
+    from spanlake.exporter.receiver import _protobuf
+    from spanlake.exporter.store import open_store
+
+    bodies = [make_request(BATCH, 10_000 + i).SerializeToString() for i in range(n_batches)]
+    n = n_batches * BATCH
+    cpu = time.process_time
+    t = cpu()
+    decoded = [_protobuf.decode_request(b) for b in bodies]
+    walk = cpu() - t
+    t = cpu()
+    records = [[map_span(s, experiment_for(s, "Default")) for s in d.spans] for d in decoded]
+    mapping = cpu() - t
+    print(f"stage decode+walk (receiver): {n / walk:10,.0f} spans/cpu-s")
+    print(f"stage map_span:               {n / mapping:10,.0f} spans/cpu-s")
+    for scheme in schemes:
+        with tempfile.TemporaryDirectory() as tmp:
+            uri = f"sqlite:///{tmp}/s.db" if scheme == "sqlite" else f"{scheme}:///{tmp}/lake"
+            with open_store(uri) as store:
+                t = cpu()
+                for batch in records:
+                    store.write_spans(batch)
+                write = cpu() - t
+        total = walk + mapping + write
+        print(
+            f"stage {scheme} write_spans:   {n / write:10,.0f} spans/cpu-s  "
+            f"-> pipeline {n / total:,.0f} spans/cpu-s, receiver share {walk / total:.0%}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -363,7 +396,13 @@ def main() -> None:
     parser.add_argument("--peers", action="store_true", help="also MLflow server and Phoenix")
     parser.add_argument("--peer-venv", default="/work/bench-venv-h5")
     parser.add_argument("--settle", type=float, default=30.0)
+    parser.add_argument(
+        "--stages", action="store_true", help="only the in-process per-stage CPU breakdown"
+    )
     args = parser.parse_args()
+    if args.stages:
+        stages(args.batches, args.stores.split(","))
+        return
 
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
