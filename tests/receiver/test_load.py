@@ -33,11 +33,31 @@ def _send(protocol: str, port: int, spans: list[Any], batch: int, results: list[
         exporter.shutdown()
 
 
+class _SlowWrites:
+    """A real store whose writes take at least 50 ms, so concurrent senders overlap."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.uri = store.uri
+
+    def write_spans(self, spans: Any) -> int:
+        time.sleep(0.05)
+        return int(self._store.write_spans(spans))
+
+    def close(self) -> None:
+        self._store.close()
+
+
 def _run_load(
-    start_receiver: StartReceiver, uri: str, per_sender: int, batch: int, **config: Any
+    start_receiver: StartReceiver,
+    uri: str,
+    per_sender: int,
+    batch: int,
+    slow: bool = False,
+    **config: Any,
 ) -> Any:
     store = open_store(uri)
-    r = start_receiver(store, **config)
+    r = start_receiver(_SlowWrites(store) if slow else store, **config)
     senders = {name: make_sdk_spans(name, per_sender) for _, name in SENDERS}
     results: list[Any] = []
     threads = [
@@ -80,7 +100,9 @@ def test_concurrent_exporters_store_exactly_what_they_sent(
 def test_overloaded_receiver_makes_clients_retry_without_loss(
     start_receiver: StartReceiver, sqlite_uri: str
 ) -> None:
-    r = _run_load(start_receiver, sqlite_uri, per_sender=60, batch=20, max_inflight_requests=1)
+    r = _run_load(
+        start_receiver, sqlite_uri, per_sender=60, batch=20, slow=True, max_inflight_requests=1
+    )
     assert r.metrics.spans_stored == 240
     refused = sum(
         count for (_, code), count in r.metrics.requests.items() if code in ("429", "UNAVAILABLE")
