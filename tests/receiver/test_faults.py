@@ -17,12 +17,14 @@ from spanlake.exporter.store import open_store
 from spanlake.exporter.store.base import Store
 
 
-class EveryOtherWriteFails:
-    """Wraps a real store; every other write raises TransientStoreError first."""
+class FlakyWrites:
+    """Wraps a real store: the first write carrying each sender's spans, and every third
+    write after that, raise TransientStoreError (committing nothing)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
+        self._seen: set[str] = set()
         self.calls = 0
         self.failures = 0
         self.uri = store.uri
@@ -30,7 +32,9 @@ class EveryOtherWriteFails:
     def write_spans(self, spans: Sequence[SpanRecord]) -> int:
         with self._lock:
             self.calls += 1
-            fail = self.calls % 2 == 1
+            senders = {str(s.attributes.get("sender")) for s in spans}
+            fail = not senders <= self._seen or self.calls % 3 == 0
+            self._seen |= senders
             if fail:
                 self.failures += 1
         if fail:
@@ -44,7 +48,7 @@ class EveryOtherWriteFails:
 def test_transient_store_faults_lose_nothing(
     start_receiver: StartReceiver, sqlite_uri: str
 ) -> None:
-    flaky = EveryOtherWriteFails(open_store(sqlite_uri))
+    flaky = FlakyWrites(open_store(sqlite_uri))
     r = start_receiver(flaky, retry_after_s=1)
     senders = {"g": make_sdk_spans("g", 80), "h": make_sdk_spans("h", 80)}
     results: list[Any] = []
