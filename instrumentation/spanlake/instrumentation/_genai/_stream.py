@@ -61,7 +61,17 @@ class StreamAccumulator(Protocol):
 class StreamState:
     """Everything the finaliser needs, kept apart from the proxy so GC can collect it."""
 
-    __slots__ = ("__weakref__", "accumulator", "chunks", "finalizer", "invocation", "max_events")
+    __slots__ = (
+        "__weakref__",
+        "_add",
+        "_event_content",
+        "_span",
+        "accumulator",
+        "chunks",
+        "finalizer",
+        "invocation",
+        "max_events",
+    )
 
     def __init__(self, invocation: Invocation, accumulator: StreamAccumulator) -> None:
         self.invocation = invocation
@@ -69,24 +79,29 @@ class StreamState:
         self.chunks = 0
         self.max_events = _max_chunk_events()
         self.finalizer: weakref.finalize[Any, Any] | None = None
+        # Hoisted out of the per-chunk path.
+        self._span = invocation.span
+        self._add = accumulator.add
+        self._event_content = invocation.content.on_span
 
     def on_chunk(self, chunk: Any) -> None:
         try:
-            inv = self.invocation
-            if inv._ended:
+            if self.invocation._ended:
                 return
             index = self.chunks
             self.chunks = index + 1
             if index == 0:
-                inv.mark_first_chunk()
-            text = self.accumulator.add(chunk)
+                self.invocation.mark_first_chunk()
+            text = self._add(chunk)
             if index < self.max_events:
                 # Events are ordered and timestamped, so no index attribute: each attribute
                 # costs the SDK a cleaning pass on every chunk.
-                if text and inv.content.on_span:
-                    inv.span.add_event(CHUNK_EVENT, {"content": text[:_MAX_EVENT_TEXT]})
+                if text and self._event_content:
+                    if len(text) > _MAX_EVENT_TEXT:
+                        text = text[:_MAX_EVENT_TEXT]
+                    self._span.add_event(CHUNK_EVENT, {"content": text})
                 else:
-                    inv.span.add_event(CHUNK_EVENT)
+                    self._span.add_event(CHUNK_EVENT)
         except Exception:
             _logger.debug("spanlake stream chunk hook failed", exc_info=True)
 

@@ -55,10 +55,11 @@ class _Block:
 class AnthropicAccumulator:
     """``StreamAccumulator`` for Anthropic Messages streams."""
 
-    __slots__ = ("_blocks", "_cfg", "_id", "_model", "_role", "_stop", "_usage")
+    __slots__ = ("_blocks", "_cfg", "_id", "_keep", "_model", "_role", "_stop", "_usage")
 
     def __init__(self, cfg: ContentConfig) -> None:
         self._cfg = cfg
+        self._keep = cfg.enabled  # aggregate text only when it will be recorded
         self._id: str | None = None
         self._model: str | None = None
         self._role = "assistant"
@@ -100,7 +101,7 @@ class AnthropicAccumulator:
                 text = delta.thinking or ""
             else:
                 return None
-            if self._cfg.enabled:
+            if self._keep:
                 block = self._blocks.get(chunk.index)
                 if block is not None:
                     (block.json if dkind == "input_json_delta" else block.text).append(text)
