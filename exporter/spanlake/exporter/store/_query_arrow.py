@@ -233,23 +233,45 @@ class Evaluator:
         return pc.and_(pc.invert(hit), having)
 
 
-def order_indices(table: pa.Table, order: Sequence[tuple[str, bool]], limit: int) -> pa.Array:
-    """Row indices of the first ``limit`` rows in order (nulls last, then trace_id ASC)."""
+def _sort_keys(
+    table: pa.Table, order: Sequence[tuple[str, bool]]
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """A sortable table and its keys: each field (nulls last, as SQLite's ``IS NULL``
+    prefix does), then trace_id ascending."""
     keys: list[tuple[str, str]] = []
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"trace_id": table.column("trace_id")}
     for n, (name, ascending) in enumerate(order):
         column = table.column(name)
-        columns[f"_null{n}"] = pc.is_null(column).cast(pa.int8())
+        if column.null_count:
+            columns[f"_null{n}"] = pc.is_null(column).cast(pa.int8())
+            keys.append((f"_null{n}", "ascending"))
         columns[f"_key{n}"] = column
-        keys += [
-            (f"_null{n}", "ascending"),
-            (f"_key{n}", "ascending" if ascending else "descending"),
-        ]
+        keys.append((f"_key{n}", "ascending" if ascending else "descending"))
     keys.append(("trace_id", "ascending"))
-    sortable = pa.table(columns)
-    if limit >= table.num_rows:
+    return pa.table(columns), keys
+
+
+def order_indices(table: pa.Table, order: Sequence[tuple[str, bool]], limit: int) -> pa.Array:
+    """Row indices of the first ``limit`` rows in order (nulls last, then trace_id ASC)."""
+    n = table.num_rows
+    if limit < n and order:
+        # Top-k on the first key alone (cheap), widened to every row tying with the k-th,
+        # then a full sort of just those rows.
+        name, ascending = order[0]
+        column = table.column(name)
+        if column.null_count == 0:
+            direction = "ascending" if ascending else "descending"
+            top = pc.select_k_unstable(
+                pa.table({"k": column}), k=limit, sort_keys=[("k", direction)]
+            )
+            values = column.take(top)
+            bound = pc.max(values) if ascending else pc.min(values)
+            keep = pc.less_equal(column, bound) if ascending else pc.greater_equal(column, bound)
+            candidates = pc.indices_nonzero(keep)
+            sortable, keys = _sort_keys(table.take(candidates), order)
+            return candidates.take(pc.sort_indices(sortable, sort_keys=keys)[:limit])
+    sortable, keys = _sort_keys(table, order)
+    if limit >= n:
         return pc.sort_indices(sortable, sort_keys=keys)
     top = pc.select_k_unstable(sortable, k=limit, sort_keys=keys)
-    # select_k's output is ordered, but be explicit: sort the k rows.
-    sub = sortable.take(top)
-    return top.take(pc.sort_indices(sub, sort_keys=keys))
+    return top.take(pc.sort_indices(sortable.take(top), sort_keys=keys))
