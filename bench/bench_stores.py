@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -90,7 +89,9 @@ def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Current resident set size (Linux), MB."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 # -- throughput -------------------------------------------------------------------------------
@@ -184,13 +185,18 @@ QUERIES = {
 def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -> dict[str, Any]:
     uri = f"{scheme}:///{work / ('search-' + scheme)}"
     out: dict[str, Any] = {}
+    gc.collect()
+    before = rss_mb()
+    highest = before
     with open_store(uri) as store:
         t = time.perf_counter()
-        for b in batches(10_000_000, spans, batch):
+        for i, b in enumerate(batches(10_000_000, spans, batch)):
             store.write_spans(b)
+            if i % 50 == 0:
+                highest = max(highest, rss_mb())
         elapsed = time.perf_counter() - t
     out["ingest spans/s (incl. generating the spans)"] = spans / elapsed
-    out["peak RSS MB after ingest"] = rss_mb()
+    out["RSS growth during ingest, MB (sampled max - start)"] = highest - before
 
     def measure(label: str) -> None:
         with open_store(uri) as store:
