@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import urllib.error
 import urllib.request
@@ -564,3 +565,31 @@ def test_no_trace_headers_when_the_sdk_would_send_none(
             stream.until_done()
     assert [r for r in fake.received if "traceparent" in r.headers] == []
     assert len(rec.ours()) == 2 and len(rec.all()) == 2
+
+
+async def test_async_with_raw_response_and_parse(
+    aclient: anthropic.AsyncAnthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    fake.script(Reply(text="raw async"), Reply(text="parsed async"))
+    raw = await aclient.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=HI)
+    msg: Any = raw.parse()
+    if inspect.isawaitable(msg):  # older SDKs: a legacy raw response parses synchronously
+        msg = await msg
+    calls = [msg.id]
+    if hasattr(aclient.messages, "parse"):
+        calls.append((await aclient.messages.parse(model=MODEL, max_tokens=10, messages=HI)).id)
+    assert [attrs(s)[ga.RESPONSE_ID] for s in rec.all()] == calls
+
+
+async def test_async_streaming_response_sse(
+    aclient: anthropic.AsyncAnthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    fake.script(Reply(text="async sse"))
+    async with aclient.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=10, messages=HI, stream=True
+    ) as r:
+        events = [e async for e in await r.parse()]
+    assert events[-1].type == "message_stop"
+    span = rec.one()
+    assert attrs(span)["spanlake.stream.end"] == "exhausted"
+    assert content(span, ga.OUTPUT_MESSAGES)[0]["parts"][0]["content"] == "async sse"
