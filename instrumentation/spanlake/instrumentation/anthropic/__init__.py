@@ -8,9 +8,16 @@ Traced: ``messages.create`` (sync/async, ``stream=True``), ``messages.parse``, t
 -> ``gcp.vertex_ai``). Methods are patched on the SDK classes, so clients created before
 ``instrument()`` are traced too.
 
-One span per call, ours: anthropic >= 2 traces itself; while instrumented we replace its
-call span for the calls above (see :mod:`._call`), so the user sees exactly one LLM
-span with all our attributes, and the SDK still propagates ``traceparent`` (ours).
+One span per call, ours: anthropic >= 2 traces itself; while instrumented we *replace* its
+call span for the calls above rather than enrich it (see :mod:`._call`), so the user sees
+exactly one LLM span with all our attributes, and requests still carry a ``traceparent``
+(ours) whenever the SDK would have sent one. Uninstrumenting gives the SDK its spans back.
+
+Span extras beyond the GenAI conventions: ``anthropic.request.id`` (the API's request id),
+``anthropic.thinking.type`` / ``anthropic.thinking.budget_tokens``,
+``anthropic.request.service_tier``; on streams ``spanlake.stream.end`` /
+``spanlake.stream.chunks`` and ``spanlake.stream.chunk`` events (see ``_genai``).
+The version floor (``package.py``) is tested too: anthropic 0.40 with wrapt 1.16.
 """
 
 from __future__ import annotations
