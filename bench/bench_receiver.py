@@ -21,6 +21,7 @@ retry delays. Reported per run:
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import os
 import shutil
@@ -244,10 +245,10 @@ def _send_grpc(target: str, bodies: list[bytes], retries: list[int]) -> None:
                     if exc.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    ):  # type: ignore[attr-defined]
+                    ):
                         raise
                     delay = 0.5
-                    for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
+                    for key, value in exc.trailing_metadata() or ():
                         if key == "google.rpc.retryinfo-bin":
                             info = error_details_pb2.RetryInfo.FromString(value)
                             delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
@@ -257,7 +258,7 @@ def _send_grpc(target: str, bodies: list[bytes], retries: list[int]) -> None:
 
 def _send_http(url: str, headers: dict[str, str], bodies: list[bytes], retries: list[int]) -> None:
     parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=120)
     all_headers = {"Content-Type": "application/x-protobuf", **headers}
     try:
         for body in bodies:
@@ -310,7 +311,7 @@ def run(server: Server, protocol: str, senders: int, bodies: list[bytes], settle
     if protocol == "grpc":
         assert server.grpc_target
         target: Callable[..., None] = _send_grpc
-        args = [(server.grpc_target, share, retries) for share in shares]
+        args: list[tuple[object, ...]] = [(server.grpc_target, share, retries) for share in shares]
     else:
         assert server.http_url
         target = _send_http
@@ -423,10 +424,10 @@ def main() -> None:
     plan: list[tuple[str, Callable[[Path], Server], list[str], int]] = [
         (
             f"spanlake {scheme}",
-            lambda w, s=scheme: start_spanlake(w, s),
+            functools.partial(start_spanlake, scheme=scheme),
             ["grpc", "http"],
             args.batches,
-        )  # type: ignore[misc]
+        )
         for scheme in args.stores.split(",")
     ]
     if args.peers:
