@@ -383,3 +383,26 @@ async def test_async_helper_raise_inside(aclient: anthropic.AsyncAnthropic, rec:
             async for _event in stream:
                 raise ConsumerError("x")
     assert attrs(ended(rec, "error"))[ga.ERROR_TYPE] == "ConsumerError"
+
+
+def test_concurrent_streams_on_one_client_keep_their_own_spans(
+    client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake.next_reply()
+    fake.responder = lambda body: Reply(text=f"echo {body['messages'][0]['content']}", chunks=3)
+
+    def one(i: int) -> str:
+        msgs: list[MessageParam] = [{"role": "user", "content": f"q{i}"}]
+        with client.messages.stream(model=MODEL, max_tokens=10, messages=msgs) as stream:
+            return stream.get_final_text()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(one, range(12)))
+    assert answers == [f"echo q{i}" for i in range(12)]
+    spans = rec.all()
+    assert len(spans) == 12 and len({s.context.trace_id for s in spans}) == 12
+    for span in spans:
+        asked = json.loads(str(attrs(span)[ga.INPUT_MESSAGES]))[0]["parts"][0]["content"]
+        assert output_text(span) == f"echo {asked}"
