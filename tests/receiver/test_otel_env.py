@@ -12,6 +12,8 @@ import pytest
 from receiver._support import MemoryStore
 from receiver.conftest import StartReceiver
 
+from spanlake.exporter.records import SpanRecord
+
 APP = """
 from opentelemetry import trace
 tracer = trace.get_tracer("checkout-app")
@@ -23,41 +25,48 @@ with tracer.start_as_current_span("handle order") as root:
 """
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_app_exports_via_otel_env_vars(
-    start_receiver: StartReceiver, tmp_path: Path, protocol: str
+def test_apps_export_via_otel_env_vars_over_grpc_and_http(
+    start_receiver: StartReceiver, tmp_path: Path
 ) -> None:
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
     if not instrument.exists():
         pytest.skip("opentelemetry-instrument is not installed")
     store = MemoryStore()
     r = start_receiver(store, auth_token="tok")
-    port = r.grpc_port if protocol == "grpc" else r.http_port
     app = tmp_path / "app.py"
     app.write_text(APP)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        OTEL_TRACES_EXPORTER="otlp",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
-        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20tok,x-spanlake-experiment=shop",
-        OTEL_SERVICE_NAME="checkout",
-    )
-    done = subprocess.run(
-        [str(instrument), sys.executable, str(app)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    spans = store.by_name()
-    assert sorted(spans) == ["chat gpt-4o", "handle order"], done.stderr
-    chat = spans["chat gpt-4o"]
-    assert chat.experiment == "shop"
-    assert chat.model == "gpt-4o" and chat.token_usage is not None
-    assert chat.token_usage.input_tokens == 12
-    assert chat.resource["service.name"] == "checkout"
-    assert chat.parent_span_id == spans["handle order"].span_id
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    runs = {}
+    # Both apps at once (each start-up loads every installed instrumentor: slow).
+    for protocol, port in (("grpc", r.grpc_port), ("http/protobuf", r.http_port)):
+        env = dict(
+            base,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+            OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20tok,x-spanlake-experiment={protocol}",
+            OTEL_SERVICE_NAME=f"checkout-{protocol}",
+        )
+        runs[protocol] = subprocess.Popen(
+            [str(instrument), sys.executable, str(app)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for protocol, proc in runs.items():
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, (protocol, err)
+    by_experiment: dict[str, dict[str, SpanRecord]] = {}
+    for record in store.spans.values():
+        by_experiment.setdefault(record.experiment, {})[record.name] = record
+    assert sorted(by_experiment) == ["grpc", "http/protobuf"]
+    for protocol, spans in by_experiment.items():
+        assert sorted(spans) == ["chat gpt-4o", "handle order"]
+        chat = spans["chat gpt-4o"]
+        assert chat.model == "gpt-4o" and chat.token_usage is not None
+        assert chat.token_usage.input_tokens == 12
+        assert chat.resource["service.name"] == f"checkout-{protocol}"
+        assert chat.parent_span_id == spans["handle order"].span_id
