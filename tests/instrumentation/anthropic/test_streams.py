@@ -406,3 +406,18 @@ def test_concurrent_streams_on_one_client_keep_their_own_spans(
     for span in spans:
         asked = json.loads(str(attrs(span)[ga.INPUT_MESSAGES]))[0]["parts"][0]["content"]
         assert output_text(span) == f"echo {asked}"
+
+
+def test_slow_stream_time_to_first_chunk_and_event_times(
+    client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    fake.next_reply()
+    fake.script(Reply(text=TEXT, chunks=4, chunk_delay=0.05))  # ~0.4 s in all
+    list(_create(client))
+    span = ended(rec, "exhausted")
+    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+    ttfc = attrs(span)[ga.RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert duration >= 0.3 and ttfc < duration / 2
+    times = [e.timestamp for e in span.events if e.name == "spanlake.stream.chunk"]
+    # Chunk events are stamped as chunks arrive, not all at the end.
+    assert (times[-1] - times[0]) / 1e9 >= 0.25
