@@ -5,9 +5,10 @@ It speaks what the ``anthropic`` SDK parses: ``POST /v1/messages`` JSON and SSE 
 ``input_json_delta`` and ``thinking_delta`` / ``content_block_stop`` / ``ping`` /
 ``message_delta`` with usage / ``message_stop``, and mid-stream ``error`` events), the API's
 own error bodies (400 ``invalid_request_error``, 401, 429 with ``retry-after``, 500, 529
-``overloaded_error``), and the Bedrock routes ``AnthropicBedrock`` uses
+``overloaded_error``), the Bedrock routes ``AnthropicBedrock`` uses
 (``/model/{id}/invoke`` JSON and ``/model/{id}/invoke-with-response-stream`` as
-``application/vnd.amazon.eventstream`` frames). Malformed requests are rejected like the
+``application/vnd.amazon.eventstream`` frames) and the Vertex AI routes ``AnthropicVertex``
+uses (``.../models/{id}:rawPredict`` JSON and ``:streamRawPredict`` SSE). Malformed requests are rejected like the
 real API (no ``max_tokens``, ``max_tokens < 1``, no messages, no API key).
 
 Tests script *what* the model says with :class:`Reply` / :class:`ErrorReply`; the server
@@ -230,6 +231,10 @@ def eventstream_frame(headers: dict[str, str], payload: bytes) -> bytes:
 
 
 _BEDROCK = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$")
+_VERTEX = re.compile(
+    r"^(?:/v1)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/"
+    r"(?P<model>[^/:]+):(?P<op>rawPredict|streamRawPredict)$"
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -253,18 +258,20 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = f"req_fake{next(_ids):04d}"
         self.server.fake.last_request_id = request_id
         bedrock = _BEDROCK.match(path)
-        if path != "/v1/messages" and bedrock is None:
+        vertex = _VERTEX.match(path)
+        platform = bedrock or vertex  # model in the URL, anthropic_version in the body
+        if path != "/v1/messages" and platform is None:
             self._json(
                 404,
                 error_json(ErrorReply(404, "not_found_error", "Not found"), request_id),
                 request_id,
             )
             return
-        if bedrock is None and not (headers.get("x-api-key") or headers.get("authorization")):
+        if not (headers.get("x-api-key") or headers.get("authorization")):
             err = ErrorReply(401, "authentication_error", "x-api-key header is required")
             self._json(401, error_json(err, request_id), request_id)
             return
-        problem = self._validate(body, bedrock is not None)
+        problem = self._validate(body, platform is not None)
         if problem:
             err = ErrorReply(400, "invalid_request_error", problem)
             self._json(400, error_json(err, request_id), request_id)
@@ -273,22 +280,22 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, ErrorReply):
             self._json(reply.status, error_json(reply, request_id), request_id, reply.headers)
             return
-        model = bedrock.group("model") if bedrock else str(body["model"])
+        model = platform.group("model") if platform else str(body["model"])
         msg_id = reply.id or f"msg_fake{next(_ids):04d}"
         if bedrock is not None and bedrock.group("op") == "invoke-with-response-stream":
             self._bedrock_stream(reply, model, msg_id, request_id)
-        elif bedrock is None and body.get("stream"):
+        elif bedrock is None and body.get("stream"):  # Anthropic API and Vertex stream SSE
             self._sse(reply, model, msg_id, request_id)
         else:
             self._json(200, message_json(reply, model, msg_id), request_id)
 
     @staticmethod
-    def _validate(body: Any, bedrock: bool) -> str | None:
+    def _validate(body: Any, platform: bool) -> str | None:
         if not isinstance(body, dict):
             return "Request body must be a JSON object"
-        if not bedrock and not isinstance(body.get("model"), str):
+        if not platform and not isinstance(body.get("model"), str):
             return "model: Field required"
-        if bedrock and body.get("anthropic_version") is None:
+        if platform and body.get("anthropic_version") is None:
             return "anthropic_version: Field required"
         max_tokens = body.get("max_tokens")
         if max_tokens is None:

@@ -593,3 +593,34 @@ async def test_async_streaming_response_sse(
     span = rec.one()
     assert attrs(span)["spanlake.stream.end"] == "exhausted"
     assert content(span, ga.OUTPUT_MESSAGES)[0]["parts"][0]["content"] == "async sse"
+
+
+def test_vertex_client_is_gcp_vertex_ai(
+    fake: FakeAnthropic, instrumented: AnthropicInstrumentor, rec: Any
+) -> None:
+    vertex = getattr(anthropic, "AnthropicVertex", None)
+    if vertex is None:
+        pytest.skip("no AnthropicVertex in this SDK version")
+    fake.script(Reply(text="from vertex"), Reply(text="streamed from vertex"))
+    model = "claude-sonnet-5@20260101"
+    try:
+        client = vertex(
+            base_url=fake.base_url + "/v1",
+            region="us-east5",
+            project_id="proj",
+            access_token="ya29.SECRET-token",
+            max_retries=0,
+        )
+    except Exception as exc:  # older SDKs insist on google-auth being importable
+        pytest.skip(f"AnthropicVertex unavailable here: {exc}")
+    with client as c:
+        msg = c.messages.create(model=model, max_tokens=10, messages=HI)
+        with c.messages.stream(model=model, max_tokens=10, messages=HI) as stream:
+            assert stream.get_final_text() == "streamed from vertex"
+    assert msg.content[0].text == "from vertex"
+    assert fake.received[0].path.endswith(f"/models/{model}:rawPredict")
+    plain, streamed = rec.all()
+    for span in (plain, streamed):
+        assert attrs(span)[ga.PROVIDER_NAME] == "gcp.vertex_ai"
+        assert attrs(span)[ga.REQUEST_MODEL] == model
+    assert "SECRET" not in repr(attrs(plain)) + repr(attrs(streamed))
