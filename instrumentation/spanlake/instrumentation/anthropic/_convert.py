@@ -71,12 +71,22 @@ def _server(client: Any) -> tuple[str | None, int | None]:
     return host, port
 
 
+def _provider_of(client: Any) -> str:
+    """Older SDKs do not name their platform: tell it by the client's module."""
+    module = type(client).__module__
+    if ".bedrock" in module:
+        return Provider.AWS_BEDROCK
+    if ".vertex" in module:
+        return Provider.GCP_VERTEX_AI
+    return Provider.ANTHROPIC
+
+
 def build_request(client: Any, kwargs: Mapping[str, Any], *, stream: bool) -> Request:
     """Span start attributes from the call's keyword arguments (and ``extra_body``)."""
     extra = get(kwargs, "extra_body")
     params: Mapping[str, Any] = {**kwargs, **extra} if isinstance(extra, Mapping) else kwargs
     host, port = _server(client)
-    provider = getattr(client, "_gen_ai_provider_name", None) or Provider.ANTHROPIC
+    provider = getattr(client, "_gen_ai_provider_name", None) or _provider_of(client)
     attrs: dict[str, Any] = {}
     thinking = get(params, "thinking")
     if thinking is not None:
