@@ -341,3 +341,25 @@ def test_documented_trace_view_matches_the_store(backend: str, tmp_path: Path) -
     rows = duckdb.sql(f"SELECT trace_id, state, span_count, tags FROM ({WINNING_TRACE_ROWS})")
     got = {r[0]: (r[1], r[2], dict(r[3]).get("label")) for r in rows.fetchall()}
     assert got == expected
+
+
+@pytest.mark.parametrize("backend", LAKES)
+def test_small_trace_row_files_are_merged_while_writing(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_lake, "MERGE_CHECK_EVERY", 2)
+    monkeypatch.setattr(_lake, "MERGE_MIN_FILES", 4)
+    uri = uri_for(backend, tmp_path)
+    with open_store(uri) as store:
+        assert isinstance(store, LakeStore)
+        for n in range(12):
+            spans = make_trace(n)
+            store.write_spans(spans[1:])  # root last: two trace-row files per trace
+            store.write_spans(spans[:1])
+        assert len(store.backend.files("traces")) < 12
+        traces = store.search_traces(max_results=100).traces
+    assert len(traces) == 12 and all(t.span_count == 4 for t in traces)
+    with open_store(uri) as fresh:
+        assert [t.to_dict() for t in fresh.search_traces(max_results=100).traces] == [
+            t.to_dict() for t in traces
+        ]

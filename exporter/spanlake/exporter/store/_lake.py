@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -50,6 +51,8 @@ from spanlake.exporter.store._query_arrow import Evaluator, TraceView, order_ind
 from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store
 from spanlake.exporter.store.filter import parse_filter, parse_order_by
 
+_LOG = logging.getLogger(__name__)
+
 SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS = (
     "spans",
     "traces",
@@ -73,6 +76,11 @@ CACHE_MAX_SPANS = 200_000
 RECENT_FILE_SECONDS = 120.0
 RECENT_FILES_MAX = 5_000
 RECENT_IDS_MAX = 500_000
+#: Trace-row files: a partition's small files (< MERGE_MAX_ROWS rows) are merged once there
+#: are MERGE_MIN_FILES of them, checked every MERGE_CHECK_EVERY writes.
+MERGE_CHECK_EVERY = 16
+MERGE_MIN_FILES = 16
+MERGE_MAX_ROWS = 50_000
 #: Trace -> span count entries a writer keeps (to notice an old trace touched again).
 BEST_MAX = 2_000_000
 
@@ -103,6 +111,10 @@ class LakeBackend(ABC):
     @abstractmethod
     def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
         """Atomically swap files ``remove`` for ``data`` (compaction)."""
+
+    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> None:
+        """Merge small files of one partition (``data`` = their rows, deduplicated)."""
+        self.replace(table, paths, data)
 
     @abstractmethod
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
@@ -173,6 +185,7 @@ class LakeStore(Store):
         self._recent: deque[tuple[float, str, frozenset[str]]] = deque()
         self._recent_index: dict[str, set[str]] = {}
         self._recent_ids = 0
+        self._writes_since_merge = 0
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._known_spans = 0
         # traces: row chunks + the winning row per trace; materialised lazily for queries
@@ -520,7 +533,38 @@ class LakeStore(Store):
         rolled.update(self._rollups(stale))
         self._write_rollups(rolled)
         self._shrink(touched)
+        self._maybe_merge_trace_files()
         return len(new)
+
+    def _maybe_merge_trace_files(self) -> None:
+        """Every batch adds a small trace-row file; merge small ones now and then so that
+        opening the store (which reads every trace row) stays fast without `compact`.
+        Best effort: a failure (e.g. a concurrent compaction) is left for the next time."""
+        self._writes_since_merge += 1
+        if self._writes_since_merge < MERGE_CHECK_EVERY:
+            return
+        self._writes_since_merge = 0
+        try:
+            files = self.backend.files(TRACES)
+            if len(files) < MERGE_MIN_FILES:
+                return
+            dataset = self.backend.dataset(TRACES, files)
+            if dataset is None:
+                return
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for fragment in dataset.get_fragments():
+                if fragment.count_rows() >= MERGE_MAX_ROWS:
+                    continue  # already merged enough
+                keys = ds.get_partition_keys(fragment.partition_expression)
+                group = tuple(str(keys.get(c)) for c in _arrow.PARTITION_COLUMNS)
+                groups.setdefault(group, []).append(fragment.path)
+            for paths in groups.values():
+                if len(paths) >= MERGE_MIN_FILES:
+                    part = self.backend.dataset(TRACES, paths)
+                    if part is not None:
+                        self.backend.merge(TRACES, paths, winners(part.to_table()))
+        except (StoreError, OSError, pa.ArrowException) as exc:
+            _LOG.debug("merging trace-row files of %s skipped: %s", self.uri, exc)
 
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:

@@ -223,6 +223,23 @@ class DeltaBackend(LakeBackend):
         except DeltaError as exc:
             raise TransientStoreError(f"compaction of {table} conflicted: {exc}") from exc
 
+    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> None:
+        """Delta's own bin-packing of the partition's small files (an overwrite would also
+        drop its big ones); duplicates left in are resolved by readers and `compact`."""
+        dt = self._table(table)
+        if dt is None or data.num_rows == 0:
+            return
+        filters: list[tuple[str, str, Any]] = []
+        if table in PARTITIONED:
+            filters = [
+                ("experiment", "=", data.column("experiment")[0].as_py()),
+                ("date", "=", data.column("date")[0].as_py()),
+            ]
+        try:
+            dt.optimize.compact(partition_filters=filters or None)
+        except DeltaError as exc:
+            raise TransientStoreError(f"merging {table} files conflicted: {exc}") from exc
+
     def optimize(self) -> None:
         for table in ("spans", "traces"):
             dt = self._table(table)
