@@ -696,12 +696,22 @@ class LakeStore(Store):
         table = self._traces_table()
         row = table.filter(pc.equal(table.column("trace_id"), trace_id))
         info = _arrow.table_to_infos(row)[0]
-        dataset = self.backend.dataset(SPANS)
         spans: dict[str, SpanRecord] = {}
+        dataset = self.backend.dataset(SPANS)
         if dataset is not None:
-            rows = dataset.to_table(filter=ds.field("trace_id") == trace_id)
-            for span in _arrow.table_to_spans(rows):
-                spans.setdefault(span.span_id, span)
+            # Two passes: find the files holding the trace from the trace_id column alone,
+            # then read whole rows (2 KB of JSON each) from those files only.
+            match = ds.field("trace_id") == trace_id
+            scanner = dataset.scanner(
+                columns=["trace_id"], filter=match & (ds.field("experiment") == info.experiment)
+            )
+            files = sorted(
+                {t.fragment.path for t in scanner.scan_batches() if t.record_batch.num_rows}
+            )
+            part = self.backend.dataset(SPANS, files) if files else None
+            if part is not None:
+                for span in _arrow.table_to_spans(part.to_table(filter=match)):
+                    spans.setdefault(span.span_id, span)
         ordered = sorted(spans.values(), key=lambda s: (s.start_time_ns, s.span_id))
         assessments = sorted(
             (a for a in self._assessment_list() if a.trace_id == trace_id),

@@ -73,7 +73,8 @@ class DeltaBackend(LakeBackend):
         self._remote_fs: dict[str, pa_fs.FileSystem] = {}
         self._local = pa_fs.LocalFileSystem()
         self._format = ds.ParquetFileFormat()
-        self._writer = WriterProperties(compression="ZSTD")
+        # small row groups: compacted files are sorted by trace id (lookups read one group)
+        self._writer = WriterProperties(compression="ZSTD", max_row_group_size=16_384)
 
     def table_uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -236,7 +237,7 @@ class DeltaBackend(LakeBackend):
                 ("date", "=", data.column("date")[0].as_py()),
             ]
         try:
-            dt.optimize.compact(partition_filters=filters or None)
+            dt.optimize.compact(partition_filters=filters or None, writer_properties=self._writer)
         except DeltaError as exc:
             raise TransientStoreError(f"merging {table} files conflicted: {exc}") from exc
 
@@ -244,7 +245,7 @@ class DeltaBackend(LakeBackend):
         for table in ("spans", "traces"):
             dt = self._table(table)
             if dt is not None:
-                self._commit(lambda dt=dt: dt.optimize.compact())
+                self._commit(lambda dt=dt: dt.optimize.compact(writer_properties=self._writer))
 
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         removed: list[str] = []
