@@ -214,6 +214,12 @@ def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -
                     repeat,
                 )
                 out[f"{label} {name} (ms, median/min)"] = (1000 * med, 1000 * best)
+            ids = [t.trace_id for t in store.search_traces(max_results=50).traces]
+            med, best = median_time(lambda: [store.get_trace(i) for i in ids[:10]], 3)
+            out[f"{label} get_trace, all spans of one trace (ms, median/min)"] = (
+                100 * med,
+                100 * best,
+            )
             spans_ds = store.backend.dataset("spans")
             assert spans_ds is not None
             out[f"{label} span files"] = len(spans_ds.files)
