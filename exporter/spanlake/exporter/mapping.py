@@ -19,9 +19,11 @@ headers) are replaced by ``[REDACTED]`` so they are never stored.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from spanlake.exporter.records import SpanEvent, SpanRecord, TokenUsage
@@ -70,9 +72,14 @@ class SpanInput:
 
 
 def _plain(value: Any) -> Any:
-    """OTel attribute values as JSON-able Python (sequences become lists)."""
+    """OTel attribute values as JSON-able Python: sequences become lists, bytes base64 text
+    (what the OTLP receiver stores for a bytes value, so both front doors agree)."""
     if isinstance(value, (tuple, list)):
-        return list(value)
+        return (
+            [_plain(v) for v in value] if any(isinstance(v, bytes) for v in value) else list(value)
+        )
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     return value
 
 
@@ -152,9 +159,15 @@ def _span_type(attrs: Mapping[str, Any]) -> str:
     return (implied or SpanType.UNKNOWN).value
 
 
+@lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    """Cached per key: spans repeat the same few hundred keys, the regex was the hot spot."""
+    return bool(_SECRET_KEY.search(key)) and "token" not in key.rsplit(".", 1)[-1]
+
+
 def _redact(attrs: dict[str, Any]) -> None:
     for key in attrs:
-        if _SECRET_KEY.search(key) and "token" not in key.rsplit(".", 1)[-1]:
+        if _is_secret_key(key):
             attrs[key] = REDACTED
 
 
