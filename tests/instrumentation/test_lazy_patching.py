@@ -9,6 +9,12 @@ import textwrap
 import pytest
 
 CASES = {
+    "anthropic": (
+        "spanlake.instrumentation.anthropic:AnthropicInstrumentor",
+        "anthropic",
+        "from anthropic.resources.messages import Messages as C; "
+        "patched = isinstance(C.__dict__['create'], wrapt.FunctionWrapper)",
+    ),
     "openai": (
         "spanlake.instrumentation.openai:OpenAIInstrumentor",
         "openai",

@@ -32,6 +32,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from spanlake.instrumentation._genai import warn_if_peers_active
+from spanlake.instrumentation._lazy import DeferredPatches
 
 from ._call import Switch, native_span_wrapper
 from ._wrappers import async_create_wrapper, create_wrapper, stream_wrapper
@@ -95,7 +96,8 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     # ``AnthropicInstrumentor()``: patch state lives on the class so a second instance
     # (``AnthropicInstrumentor().uninstrument()``) still sees what the first one patched.
     _switch: Switch | None = None
-    _patched: tuple[tuple[Any, str], ...] = ()
+    _patched: list[tuple[Any, str]] = []  # noqa: RUF012 - class-level on purpose (see above)
+    _deferred = DeferredPatches()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -106,34 +108,49 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             __version__,
             tracer_provider=kwargs.get("tracer_provider"),
         )
-        warn_if_peers_active(
-            "anthropic",
-            peer_instrumentors=_PEERS,
-            targets=[(m, p) for m, p, _ in _TARGETS if m == _MESSAGES],
-        )
         switch = Switch()
-        patched: list[tuple[Any, str]] = []
         factories = {
             "create": lambda: create_wrapper(tracer, switch),
             "acreate": lambda: async_create_wrapper(tracer, switch),
             "stream": lambda: stream_wrapper(tracer, switch, is_async=False),
             "astream": lambda: stream_wrapper(tracer, switch, is_async=True),
         }
-        for module, path, kind in _TARGETS:
-            found = _resolve(module, path)
-            if found is not None:
-                wrap_function_wrapper(module, path, factories[kind]())
-                patched.append(found)
-        if _resolve(*_NATIVE) is not None:
-            wrap_function_wrapper(_NATIVE[0], _NATIVE[1], native_span_wrapper())
-            patched.append((importlib.import_module(_NATIVE[0]), _NATIVE[1]))
-        type(self)._switch = switch
-        type(self)._patched = tuple(patched)
+        cls = type(self)
+        cls._switch = switch
+        cls._patched = []
+
+        def patch_messages(module: str) -> Any:
+            def patch(_: Any) -> None:
+                if module == _MESSAGES:
+                    warn_if_peers_active(
+                        "anthropic",
+                        peer_instrumentors=_PEERS,
+                        targets=[(m, p) for m, p, _ in _TARGETS if m == _MESSAGES],
+                    )
+                for target_module, path, kind in _TARGETS:
+                    found = _resolve(target_module, path) if target_module == module else None
+                    if found is not None:
+                        wrap_function_wrapper(target_module, path, factories[kind]())
+                        cls._patched.append(found)
+
+            return patch
+
+        def patch_native(_: Any) -> None:
+            if _resolve(*_NATIVE) is not None:
+                wrap_function_wrapper(_NATIVE[0], _NATIVE[1], native_span_wrapper())
+                cls._patched.append((importlib.import_module(_NATIVE[0]), _NATIVE[1]))
+
+        # Patched when the app imports the SDK, not now (see .._lazy): instrumenting costs
+        # nothing for an app that never imports anthropic.
+        for module in (_MESSAGES, _BETA_MESSAGES):
+            cls._deferred.when_imported(module, patch_messages(module))
+        cls._deferred.when_imported(_NATIVE[0], patch_native)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         cls = type(self)
+        cls._deferred.cancel()
         if cls._switch is not None:
             cls._switch.active = False  # wrappers cached in SDK helpers stop tracing too
         for owner, attr in cls._patched:
             unwrap(owner, attr)
-        cls._switch, cls._patched = None, ()
+        cls._switch, cls._patched = None, []
