@@ -109,12 +109,13 @@ class LakeBackend(ABC):
         the backend cannot tell). Raises TransientStoreError on a retryable failure."""
 
     @abstractmethod
-    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
-        """Atomically swap files ``remove`` for ``data`` (compaction)."""
+    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> list[str] | None:
+        """Atomically swap files ``remove`` for ``data`` (compaction); returns the new
+        files' paths when known."""
 
-    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> None:
+    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> list[str] | None:
         """Merge small files of one partition (``data`` = their rows, deduplicated)."""
-        self.replace(table, paths, data)
+        return self.replace(table, paths, data)
 
     @abstractmethod
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
@@ -399,6 +400,11 @@ class LakeStore(Store):
     def _best_count(self, trace_id: str) -> int | None:
         """Spans in the winning row of a trace (None: no row). Writers only: the lookup
         dict is built lazily so that readers never pay for it."""
+        self._sync_best()
+        found = self._best.get(trace_id)
+        return None if found is None else found[1]
+
+    def _sync_best(self) -> None:
         if self._count_pending:
             best = self._best
             for rows in self._count_pending:
@@ -413,8 +419,6 @@ class LakeStore(Store):
             self._count_pending = []
             while len(best) > BEST_MAX:  # oldest first; an evicted trace touched again
                 del best[next(iter(best))]  # is rebuilt by `compact`'s repair
-        found = self._best.get(trace_id)
-        return None if found is None else found[1]
 
     def _traces_table(self) -> pa.Table:
         """The winning row of every trace (merged vectorised, only after a change). The
@@ -465,10 +469,20 @@ class LakeStore(Store):
         rows = _arrow.traces_to_table(
             [info for _, _, info in values], [n for _, n, _ in values], time.time_ns()
         )
+        computed = rows.column("computed_time_ns")[0].as_py()
         paths = self.backend.append(TRACES, rows)
         if paths is not None:
             self._trace_files_seen.update(paths)
-            self._add_trace_rows(rows)
+            if self._materialised is not None:
+                self._trace_pending.append(rows)
+            # our own rows: update the count index directly, without reading them back
+            self._sync_best()
+            best = self._best
+            for trace_id, (count, n_overrides, _) in rolled.items():
+                basis = (count + n_overrides, computed)
+                old = best.get(trace_id)
+                if old is None or basis > old[0]:
+                    best[trace_id] = (basis, count)
 
     def _reroll(self, trace_ids: Iterable[str]) -> None:
         self._write_rollups(self._rollups(trace_ids))
@@ -562,7 +576,11 @@ class LakeStore(Store):
                 if len(paths) >= MERGE_MIN_FILES:
                     part = self.backend.dataset(TRACES, paths)
                     if part is not None:
-                        self.backend.merge(TRACES, paths, winners(part.to_table()))
+                        known = self._trace_files_seen.issuperset(paths)
+                        written = self.backend.merge(TRACES, paths, winners(part.to_table()))
+                        if known and written:
+                            # nothing new in there: do not read our own merge back
+                            self._trace_files_seen.update(written)
         except (StoreError, OSError, pa.ArrowException) as exc:
             _LOG.debug("merging trace-row files of %s skipped: %s", self.uri, exc)
 

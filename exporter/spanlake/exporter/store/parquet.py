@@ -174,11 +174,14 @@ class ParquetBackend(LakeBackend):
             written.append(path)
         return written
 
-    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
+    def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> list[str] | None:
+        written = []
         if data is not None and data.num_rows:
             stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}-compacted"
             for directory, rows in self._groups(table, data):
-                _write_atomic(rows, os.path.join(directory, f"part-{stem}.parquet"))
+                path = os.path.join(directory, f"part-{stem}.parquet")
+                _write_atomic(rows, path)
+                written.append(path)
         trash = os.path.join(self.root, TRASH, table)
         os.makedirs(trash, exist_ok=True)
         for path in remove:
@@ -189,6 +192,7 @@ class ParquetBackend(LakeBackend):
                 os.utime(target)  # the retention counts from the move
             except FileNotFoundError:
                 pass  # another compaction moved it first
+        return written
 
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         """Delete compaction leftovers in ``_trash`` and crashed writers' temporary files
