@@ -146,10 +146,9 @@ def run_interleaved(
     """Per-call microseconds per variant, one sample per round, order shuffled each round."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
-    for name, (fn, _) in variants.items():  # warm-up: imports, caches, first spans
-        fn()
-        del name
-    harness.flush()
+    for fn, calls in variants.values():  # warm-up: imports, caches, allocator, first spans
+        per_call_us(fn, calls)
+        harness.flush()
     for _ in range(rounds):
         random.shuffle(names)
         for name in names:
