@@ -11,10 +11,16 @@ is always the complete one: every writer re-reads the table *after* its own span
 the writer whose file landed last saw every span of the trace. Compaction keeps only the
 winning rows.
 
-To re-derive a trace without rescanning the lake, a store keeps the light spans (no
-attributes/events) of recently written traces (bounded LRU) and the trace ids of span files
-that appeared recently; an older trace touched again whose stored row counts more spans than
-the cache holds is re-read from the files.
+To re-derive a trace without rescanning the lake, a writer keeps the light spans (no
+attributes/events) of traces still waiting for their root (bounded LRU) and an index of the
+trace ids of span files that appeared in the last minutes; a trace touched again is re-read
+from those files, and an older one whose stored row counts more spans than we hold from all
+files. The span file is encoded and committed on an I/O thread while the roll-up runs.
+
+Reads: the winning trace rows are kept in memory as one Arrow table (merged vectorised as new
+trace-row files appear) and searched with :mod:`._query_arrow`; writers merge small trace-row
+files as they go so opening a store stays fast. Span-level filters and ``get_trace`` read the
+span files (``compact`` sorts them by trace id so lookups touch one row group).
 """
 
 from __future__ import annotations
