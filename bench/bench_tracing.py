@@ -29,6 +29,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -67,6 +68,7 @@ class Harness:
         self.tracer = otel_trace.get_tracer("bench.bare")
         self.mlflow: Any = None
         self.mlflow_error = ""
+        self.mlflow_flush_timeouts = 0
         try:
             import mlflow
 
@@ -81,8 +83,17 @@ class Harness:
     def flush(self) -> None:
         self.provider.force_flush()
         if self.mlflow is not None:
-            with contextlib.suppress(Exception):
-                self.mlflow.flush_trace_async_logging(terminate=False)
+            # MLflow's flush joins its consumer thread and was once seen to hang there for
+            # good (mlflow 3.17.2): wait a bounded time, then go on (queue may hold a few).
+            waiter = threading.Thread(target=self._flush_mlflow, daemon=True)
+            waiter.start()
+            waiter.join(timeout=30)
+            if waiter.is_alive():
+                self.mlflow_flush_timeouts += 1
+
+    def _flush_mlflow(self) -> None:
+        with contextlib.suppress(Exception):
+            self.mlflow.flush_trace_async_logging(terminate=False)
 
 
 # --- the functions under test -------------------------------------------------------------
@@ -273,6 +284,8 @@ def report(a: dict[str, Any], b: dict[str, Any], harness: Harness, args: Any) ->
         f"mlflow {mlflow_version or 'not installed (' + harness.mlflow_error + ')'}, "
         f"rounds a={args.rounds}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
+    if harness.mlflow_flush_timeouts:
+        lines.append(f"(MLflow's flush timed out {harness.mlflow_flush_timeouts} time(s))")
     lines.append("")
     lines.append("(a) per call, caller's thread: median (p25-p75)")
     lines.append("")
