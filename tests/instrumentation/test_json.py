@@ -74,3 +74,8 @@ def test_unrepresentable_object_still_encodes() -> None:
 
     text, _ = dumps([Broken()])
     assert json.loads(text) == ["<Broken>"] or "Broken" in text
+
+
+def test_lone_surrogate_keeps_the_rest_of_the_value() -> None:
+    text, _ = dumps({"ok": "kept", "bad": "\ud800"})
+    assert json.loads(text)["ok"] == "kept"

@@ -18,7 +18,9 @@ import orjson
 
 #: Default cap for one recorded value (inputs, outputs, message content).
 DEFAULT_MAX_BYTES = 256 * 1024
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+#: Only when a dict has non-str keys: the option roughly doubles orjson's cost.
+_OPTIONS_NON_STR_KEYS = _OPTIONS | orjson.OPT_NON_STR_KEYS
 _MAX_DEPTH = 64
 _TRUNCATION_MARK = "...[truncated]"
 _MAX_REPR = 500
@@ -67,7 +69,10 @@ def _bytes_repr(data: bytes) -> str:
 
 def _sanitize(obj: Any, seen: set[int], depth: int) -> Any:
     """Plain JSON-able copy of ``obj``: cycles and depth cut, unknown types converted."""
-    if obj is None or isinstance(obj, (bool, str, float)):
+    if isinstance(obj, str):
+        # A lone surrogate makes orjson reject the whole value; keep the rest of it.
+        return obj.encode("utf-8", "replace").decode("utf-8")
+    if obj is None or isinstance(obj, (bool, float)):
         return obj
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
@@ -102,8 +107,12 @@ def _encode(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_default, option=_OPTIONS)
     except Exception:
+        pass
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS_NON_STR_KEYS)
+    except Exception:
         try:
-            return orjson.dumps(_sanitize(value, set(), 0), option=_OPTIONS)
+            return orjson.dumps(_sanitize(value, set(), 0), option=_OPTIONS_NON_STR_KEYS)
         except Exception:
             return orjson.dumps(f"<unserializable {type(value).__name__}>")
 
@@ -130,17 +139,17 @@ def fit(encoded: bytes, max_bytes: int) -> bytes:
     if len(encoded) <= max_bytes:
         return encoded
     parsed = orjson.loads(encoded)
-    max_str, max_items = max(max_bytes // 2, 16), 1 << 30
-    for _ in range(64):
-        candidate = orjson.dumps(_shrink(parsed, max_str, max_items))
+    # Start from limits the budget implies (no string longer than an eighth of it, no more
+    # items than could fit), so every pass walks at most a budget's worth of the value.
+    max_str, max_items = max(max_bytes // 8, 16), max(max_bytes // 16, 1)
+    for _ in range(32):
+        candidate = orjson.dumps(_shrink(parsed, max_str, max_items), option=_OPTIONS_NON_STR_KEYS)
         if len(candidate) <= max_bytes:
             return candidate
-        if max_str > 16:
-            max_str //= 2
-        elif max_items > 1:
-            max_items = min(max_items, 1 << 20) // 2 or 1
-        else:
+        if max_str <= 16 and max_items <= 1:
             break
+        max_str = max(max_str // 2, 16)
+        max_items = max(max_items // 2, 1)
     preview = encoded[: max(max_bytes // 2, 0)].decode("utf-8", errors="ignore")
     return orjson.dumps(preview[: max(max_bytes // 2 - 32, 0)] + _TRUNCATION_MARK)
 
