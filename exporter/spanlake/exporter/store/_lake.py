@@ -30,7 +30,6 @@ import hashlib
 import logging
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,7 +53,7 @@ from spanlake.exporter.records import (
 from spanlake.exporter.rollup import rollup
 from spanlake.exporter.store import _arrow
 from spanlake.exporter.store._query_arrow import Evaluator, TraceView, order_indices
-from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store
+from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store, stamp_assessment
 from spanlake.exporter.store.filter import parse_filter, parse_order_by
 
 _LOG = logging.getLogger(__name__)
@@ -597,7 +596,7 @@ class LakeStore(Store):
         if not pc.any(pc.equal(ids, trace_id)).as_py():
             raise NotFoundError(f"trace {trace_id!r} not found in {self.uri}")
 
-    def _set_override(self, trace_id: str, key: str, value: str | None) -> None:
+    def _set_tag_override(self, trace_id: str, key: str, value: str | None) -> None:
         with self._lock:
             self._check_open()
 
@@ -620,18 +619,9 @@ class LakeStore(Store):
 
             self._guard(run)
 
-    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
-        self._set_override(trace_id, key, str(value))
-
-    def delete_trace_tag(self, trace_id: str, key: str) -> None:
-        self._set_override(trace_id, key, None)
-
     def log_assessment(self, assessment: Assessment) -> Assessment:
         a = assessment
-        if not a.assessment_id:
-            a.assessment_id = uuid.uuid4().hex
-        if not a.time_ms:
-            a.time_ms = int(time.time() * 1000)
+        stamp_assessment(a)
         with self._lock:
             self._check_open()
 

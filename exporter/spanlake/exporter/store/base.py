@@ -16,6 +16,8 @@ Contract shared by all stores (one parametrized test suite proves it):
 
 from __future__ import annotations
 
+import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
@@ -28,6 +30,15 @@ from spanlake.exporter.records import (
 )
 
 DEFAULT_MAX_RESULTS = 100
+
+
+def stamp_assessment(assessment: Assessment) -> Assessment:
+    """Fill the id and time of a new assessment (every store's ``log_assessment`` does)."""
+    if not assessment.assessment_id:
+        assessment.assessment_id = uuid.uuid4().hex
+    if not assessment.time_ms:
+        assessment.time_ms = int(time.time() * 1000)
+    return assessment
 
 
 class Store(ABC):
@@ -70,13 +81,18 @@ class Store(ABC):
         """Store feedback/expectation; fills ``assessment_id`` and ``time_ms`` when empty.
         NotFoundError when the trace is unknown."""
 
-    @abstractmethod
     def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
-        """Set a mutable tag on a trace (overrides a tag of the same key from its spans)."""
+        """Set a mutable tag on a trace (overrides a tag of the same key from its spans).
+        NotFoundError when the trace is unknown."""
+        self._set_tag_override(trace_id, key, str(value))
 
-    @abstractmethod
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
         """Remove a tag from a trace (also hides a tag of that key carried by its spans)."""
+        self._set_tag_override(trace_id, key, None)
+
+    def _set_tag_override(self, trace_id: str, key: str, value: str | None) -> None:
+        """Record a tag override (None deletes) and re-roll the trace; stores implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not support trace tags")
 
     def iter_spans(self, batch_size: int = 10_000) -> Iterator[list[SpanRecord]]:
         """All spans of the store in batches (for ``spanlake store copy``)."""

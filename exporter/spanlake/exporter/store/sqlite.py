@@ -15,7 +15,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,7 +35,7 @@ from spanlake.exporter.records import (
     TraceState,
 )
 from spanlake.exporter.rollup import rollup
-from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store
+from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store, stamp_assessment
 from spanlake.exporter.store.filter import And, Comparison, Node, Or, parse_filter, parse_order_by
 from spanlake.exporter.store.uri import StoreURI
 
@@ -576,7 +575,7 @@ class SQLiteStore(Store):
         if conn.execute("SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone() is None:
             raise NotFoundError(f"trace {trace_id!r} not found in {self.uri}")
 
-    def _set_override(self, trace_id: str, key: str, value: str | None) -> None:
+    def _set_tag_override(self, trace_id: str, key: str, value: str | None) -> None:
         conn = self._conn()
 
         def run() -> None:
@@ -590,18 +589,9 @@ class SQLiteStore(Store):
 
         self._retrying(run)
 
-    def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
-        self._set_override(trace_id, key, str(value))
-
-    def delete_trace_tag(self, trace_id: str, key: str) -> None:
-        self._set_override(trace_id, key, None)
-
     def log_assessment(self, assessment: Assessment) -> Assessment:
         a = assessment
-        if not a.assessment_id:
-            a.assessment_id = uuid.uuid4().hex
-        if not a.time_ms:
-            a.time_ms = int(time.time() * 1000)
+        stamp_assessment(a)
         conn = self._conn()
 
         def run() -> None:
