@@ -42,6 +42,9 @@ _SECRET_KEY = re.compile(
 )
 #: Keys consumed into typed fields (and so not repeated in ``attributes``).
 _CONSUMED = frozenset({sl.SPAN_TYPE, sl.SPAN_INPUTS, sl.SPAN_OUTPUTS, sl.TRACE_CLIENT_REQUEST_ID})
+_TRACE_PREFIXES = (sl.TRACE_TAG_PREFIX, sl.TRACE_METADATA_PREFIX)
+_TAG_LEN = len(sl.TRACE_TAG_PREFIX)
+_META_LEN = len(sl.TRACE_METADATA_PREFIX)
 _USAGE_FIELDS: tuple[tuple[str, str], ...] = (
     (g.USAGE_INPUT_TOKENS, "input_tokens"),
     (g.USAGE_OUTPUT_TOKENS, "output_tokens"),
@@ -165,10 +168,18 @@ def _is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key)) and "token" not in key.rsplit(".", 1)[-1]
 
 
+#: Keys already known not to be secrets: one set lookup per key finds the
+#: keys that still need the (cached) check. Bounded, as keys can be arbitrary.
+_SAFE_KEYS: set[str] = set()
+_MAX_SAFE_KEYS = 8192
+
+
 def _redact(attrs: dict[str, Any]) -> None:
-    for key in attrs:
+    for key in [k for k in attrs if k not in _SAFE_KEYS]:
         if _is_secret_key(key):
             attrs[key] = REDACTED
+        elif len(_SAFE_KEYS) < _MAX_SAFE_KEYS:
+            _SAFE_KEYS.add(key)
 
 
 def experiment_for(span: SpanInput, default: str, override: str | None = None) -> str:
@@ -187,13 +198,13 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
     attrs = normalize(span.attributes)
     inputs = _json_text(attrs.get(sl.SPAN_INPUTS))
     outputs = _json_text(attrs.get(sl.SPAN_OUTPUTS))
-    consumed = set(_CONSUMED)
+    consumed = _CONSUMED
     if inputs is None and g.INPUT_MESSAGES in attrs:
         inputs = _json_text(attrs[g.INPUT_MESSAGES])
-        consumed.add(g.INPUT_MESSAGES)
+        consumed = consumed | {g.INPUT_MESSAGES}
     if outputs is None and g.OUTPUT_MESSAGES in attrs:
         outputs = _json_text(attrs[g.OUTPUT_MESSAGES])
-        consumed.add(g.OUTPUT_MESSAGES)
+        consumed = consumed | {g.OUTPUT_MESSAGES}
 
     tags: dict[str, str] = {}
     metadata: dict[str, str] = {}
@@ -201,10 +212,11 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
     for key, value in attrs.items():
         if key in consumed:
             continue
-        if key.startswith(sl.TRACE_TAG_PREFIX):
-            tags[key[len(sl.TRACE_TAG_PREFIX) :]] = str(value)
-        elif key.startswith(sl.TRACE_METADATA_PREFIX):
-            metadata[key[len(sl.TRACE_METADATA_PREFIX) :]] = str(value)
+        if key.startswith(_TRACE_PREFIXES):  # one C call for the common miss
+            if key.startswith(sl.TRACE_TAG_PREFIX):
+                tags[key[_TAG_LEN:]] = str(value)
+            else:
+                metadata[key[_META_LEN:]] = str(value)
         else:
             rest[key] = value
     for key, meta_key in (
@@ -238,7 +250,9 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
         token_usage=_usage(attrs),
         attributes=rest,
         events=span.events,
-        resource=dict(span.resource),
+        # Shared, not copied: every span of one OTLP ResourceSpans (or one SDK process) has
+        # the same resource, and records are never mutated after mapping.
+        resource=span.resource,
         scope=span.scope,
         trace_tags=tags,
         trace_metadata=metadata,
