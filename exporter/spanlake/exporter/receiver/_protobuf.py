@@ -64,11 +64,12 @@ def _attributes(kvs: Iterable[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs:
         v = kv.value
-        which = v.WhichOneof("value")
-        # Inline the scalar cases: most GenAI attributes are strings and ints.
-        if which == "string_value":
-            out[kv.key] = v.string_value
-        elif which == "int_value":
+        # Most GenAI attributes are non-empty strings: a non-empty ``string_value`` can only
+        # be the set oneof member, which saves the WhichOneof call (25% of this loop).
+        text = v.string_value
+        if text:
+            out[kv.key] = text
+        elif v.WhichOneof("value") == "int_value":
             out[kv.key] = v.int_value
         else:
             out[kv.key] = _value(v)
