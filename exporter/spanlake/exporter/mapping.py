@@ -252,7 +252,7 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
         events=span.events,
         # Shared, not copied: every span of one OTLP ResourceSpans (or one SDK process) has
         # the same resource, and records are never mutated after mapping.
-        resource=span.resource,
+        resource=span.resource if type(span.resource) is dict else dict(span.resource),
         scope=span.scope,
         trace_tags=tags,
         trace_metadata=metadata,
