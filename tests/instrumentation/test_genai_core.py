@@ -7,15 +7,18 @@ import gc
 import json
 import logging
 import sys
+import time
 import types
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import wrapt
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanKind, StatusCode
 
 from spanlake.instrumentation._genai import (
     CHUNK_EVENT,
@@ -393,10 +396,130 @@ def test_stream_exhausted(
     assert json.loads(attrs[ga.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == "c0c1c2"
     assert attrs[ga.USAGE_OUTPUT_TOKENS] == 6
     assert attrs[ga.RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
-    events = [e for e in _only(span_exporter).events if e.name == CHUNK_EVENT]
+    span = _only(span_exporter)
+    events = [e for e in span.events if e.name == CHUNK_EVENT]
+    # SPAN_ONLY (the default): one bare event per chunk; the text is in the output message.
+    assert len(events) == 3 and all(not e.attributes for e in events)
+    times = [e.timestamp for e in events]
+    assert times == sorted(times)
+    assert span.start_time is not None and span.end_time is not None
+    assert span.start_time <= times[0] and times[-1] <= span.end_time
+
+
+@pytest.mark.parametrize("mode", ["EVENT_ONLY", "SPAN_AND_EVENT"])
+def test_stream_chunk_text_on_events_when_content_goes_on_events(
+    monkeypatch: pytest.MonkeyPatch,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
+    mode: str,
+) -> None:
+    monkeypatch.setenv(CAPTURE, mode)
+    proxy, _ = _stream(tracer_provider)
+    list(proxy)
+    span = _only(span_exporter)
+    events = [e for e in span.events if e.name == CHUNK_EVENT]
     assert [(e.attributes or {}).get("content") for e in events] == ["c0", "c1", "c2"]
-    assert [e.timestamp for e in events] == sorted(e.timestamp for e in events)
-    assert events[1].attributes["content"] == "c1"  # type: ignore[index]
+    assert (ga.OUTPUT_MESSAGES in (span.attributes or {})) is (mode == "SPAN_AND_EVENT")
+
+
+def test_stream_chunk_events_keep_arrival_times(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    proxy, _ = _stream(tracer_provider, chunks=3)
+    seen = []
+    for _chunk in proxy:
+        time.sleep(0.02)
+        seen.append(time.time_ns())
+    events = [e for e in _only(span_exporter).events if e.name == CHUNK_EVENT]
+    # Stamped as each chunk arrived (before the app's 20 ms of work on it), not at the end.
+    assert [e.timestamp < t for e, t in zip(events, seen, strict=True)] == [True] * 3
+    assert events[1].timestamp >= seen[0] and events[2].timestamp >= seen[1]
+
+
+def test_stream_chunk_events_before_error_event(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    proxy, _ = _stream(tracer_provider, chunks=3, fail_at=2)
+    with pytest.raises(ConnectionError):
+        list(proxy)
+    names = [e.name for e in _only(span_exporter).events]
+    assert names == [CHUNK_EVENT, CHUNK_EVENT, "exception"]
+
+
+def test_chunk_events_on_a_dropped_stream(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    proxy, _ = _stream(tracer_provider, chunks=5)
+    next(proxy)
+    next(proxy)
+    del proxy
+    gc.collect()
+    span = _only(span_exporter)
+    assert len([e for e in span.events if e.name == CHUNK_EVENT]) == 2
+
+
+def _limited_stream(limits: SpanLimits, chunks: int) -> ReadableSpan:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    proxy, _ = _stream(provider, chunks=chunks)
+    list(proxy)
+    return _only(exporter)
+
+
+def test_chunk_events_respect_the_event_count_limit() -> None:
+    span = _limited_stream(SpanLimits(max_events=4), chunks=6)
+    # As with add_event: the newest ``max_events`` kept, the others counted as dropped.
+    assert [e.name for e in span.events] == [CHUNK_EVENT] * 4 and span.dropped_events == 2
+
+
+def test_chunk_event_text_respects_the_attribute_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CAPTURE, "EVENT_ONLY")
+    span = _limited_stream(SpanLimits(max_attribute_length=1), chunks=2)
+    chunks = [e for e in span.events if e.name == CHUNK_EVENT]
+    assert [dict(e.attributes or {}) for e in chunks] == [{"content": "c"}, {"content": "c"}]
+    span = _limited_stream(SpanLimits(max_event_attributes=0), chunks=2)
+    chunks = [e for e in span.events if e.name == CHUNK_EVENT]
+    assert [(dict(e.attributes or {}), e.dropped_attributes) for e in chunks] == [({}, 1)] * 2
+
+
+class _CustomEventSpan(sdk_trace.Span):
+    """An SDK span subclass with its own ``add_event``: chunk events must go through it."""
+
+    seen: ClassVar[list[tuple[str, int | None]]] = []
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self.seen.append((name, timestamp))
+        super().add_event(name, attributes, timestamp)
+
+
+def test_chunk_events_through_a_customised_add_event() -> None:
+    from spanlake.instrumentation._genai._events import add_chunk_events
+
+    tracer = TracerProvider().get_tracer("t")
+    span = tracer.start_span("s")
+    span.__class__ = _CustomEventSpan
+    add_chunk_events(span, CHUNK_EVENT, [10, 20], ["a", None])
+    span.end()
+    assert _CustomEventSpan.seen == [(CHUNK_EVENT, 10), (CHUNK_EVENT, 20)]
+    assert [(e.timestamp, dict(e.attributes or {})) for e in span.events] == [  # type: ignore[attr-defined]
+        (10, {"content": "a"}),
+        (20, {}),
+    ]
+
+
+def test_chunk_events_on_a_non_sdk_span_never_raise() -> None:
+    from spanlake.instrumentation._genai._events import add_chunk_events
+
+    class Odd:
+        def is_recording(self) -> bool:
+            return True
+
+        def add_event(self, *a: Any, **kw: Any) -> None:
+            raise RuntimeError("odd span")
+
+    add_chunk_events(Odd(), CHUNK_EVENT, [1, 2], None)  # type: ignore[arg-type]
+    add_chunk_events(NonRecordingSpan(INVALID_SPAN_CONTEXT), CHUNK_EVENT, [1], ["x"])
 
 
 def test_stream_chunks_arrive_in_real_time(tracer_provider: TracerProvider) -> None:
@@ -515,6 +638,8 @@ def test_telemetry_bugs_never_reach_the_app(
     assert safe_invoke(lambda: 1 / 0) is None
     inv.record_input(messages=[{"role": "user", "parts": [object()]}])  # odd content: tolerated
     assert _ended(span_exporter, "exhausted")[STREAM_CHUNKS] == 3  # ended despite the bugs
+    # Chunk arrival is still recorded when the accumulator fails.
+    assert len([e for e in _only(span_exporter).events if e.name == CHUNK_EVENT]) == 3
 
 
 class FakeAsyncStream:

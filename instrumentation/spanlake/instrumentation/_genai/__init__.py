@@ -37,8 +37,9 @@ Streams (:mod:`._stream`)
     exhaustion, ``close()``/``aclose()``, with-exit, error (from the stream or raised in a
     ``with`` block) or GC of the proxy (``spanlake.stream.end`` = exhausted | closed |
     context_exit | error | dropped; ``spanlake.stream.chunks``), with time-to-first-chunk and
-    bounded ``spanlake.stream.chunk`` events (ordered, timestamped; ``content`` = the text
-    delta when content goes on spans; ``SPANLAKE_MAX_CHUNK_EVENTS``, default 128). ``proxy._self_state`` is the
+    bounded ``spanlake.stream.chunk`` events (one per chunk, stamped with its arrival time,
+    added when the stream ends; ``content`` = the text delta only when content goes on events,
+    EVENT_ONLY / SPAN_AND_EVENT; ``SPANLAKE_MAX_CHUNK_EVENTS``, default 128). ``proxy._self_state`` is the
     :class:`StreamState` (``finish(how)``, ``fail(exc)``); pass ``state=`` to a new proxy to
     move a live stream's span onto it (SDK helpers that re-wrap a response).
 

@@ -1,9 +1,10 @@
 """Transparent proxies around provider streams that end the call's span exactly once.
 
 The proxy hands every chunk to the app unchanged and as it arrives (no buffering), feeds it
-to a per-provider :class:`StreamAccumulator`, marks time-to-first-chunk, adds a bounded
-number of chunk events (arrival time; the text delta as ``content`` when content goes on
-spans), and ends the span on the first of: exhaustion (``exhausted``),
+to a per-provider :class:`StreamAccumulator`, marks time-to-first-chunk, notes a bounded
+number of chunk arrivals (``time_ns()``; the text delta too when content goes on events),
+added as ``spanlake.stream.chunk`` events with those timestamps just before the span ends
+(see ``_events``: one ``add_event`` per chunk was most of a stream's overhead), and ends the span on the first of: exhaustion (``exhausted``),
 ``close()`` (``closed``), ``with`` exit (``context_exit``), an error raised by the stream or
 inside a ``with`` block (``error``), or the proxy being garbage-collected unconsumed or after
 an early ``break`` (``dropped``, via ``weakref.finalize``, which never raises). The end
@@ -16,10 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from time import time_ns
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import wrapt
 
+from ._events import add_chunk_events
 from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
 from ._safe import contained, safe_invoke
 
@@ -64,8 +67,9 @@ class StreamState:
     __slots__ = (
         "__weakref__",
         "_add",
-        "_event_content",
         "_span",
+        "_texts",
+        "_times",
         "accumulator",
         "chunks",
         "finalizer",
@@ -82,28 +86,40 @@ class StreamState:
         # Hoisted out of the per-chunk path.
         self._span = invocation.span
         self._add = accumulator.add
-        self._event_content = invocation.content.on_span
+        # Arrival times (and text deltas, only when content goes on events) of the chunks
+        # that get an event; turned into events once, when the stream ends.
+        self._times: list[int] = []
+        self._texts: list[str | None] | None = [] if invocation.content.on_event else None
 
     def on_chunk(self, chunk: Any) -> None:
         try:
             if self.invocation._ended:
                 return
+            arrived = time_ns()
             index = self.chunks
             self.chunks = index + 1
             if index == 0:
                 self.invocation.mark_first_chunk()
-            text = self._add(chunk)
+            try:
+                text = self._add(chunk)
+            except Exception:  # the chunk still counts and still gets its event
+                _logger.debug("spanlake stream accumulator failed", exc_info=True)
+                text = None
             if index < self.max_events:
-                # Events are ordered and timestamped, so no index attribute: each attribute
-                # costs the SDK a cleaning pass on every chunk.
-                if text and self._event_content:
-                    if len(text) > _MAX_EVENT_TEXT:
-                        text = text[:_MAX_EVENT_TEXT]
-                    self._span.add_event(CHUNK_EVENT, {"content": text})
-                else:
-                    self._span.add_event(CHUNK_EVENT)
+                self._times.append(arrived)
+                texts = self._texts
+                if texts is not None:
+                    texts.append(text[:_MAX_EVENT_TEXT] if text else None)
         except Exception:
             _logger.debug("spanlake stream chunk hook failed", exc_info=True)
+
+    @contained
+    def _add_events(self) -> None:
+        """The noted chunk arrivals as span events (before anything else ends the span)."""
+        times, texts = self._times, self._texts
+        self._times = []
+        self._texts = None if texts is None else []
+        add_chunk_events(self._span, CHUNK_EVENT, times, texts)
 
     @contained
     def finish(self, how: str) -> None:
@@ -111,6 +127,7 @@ class StreamState:
         if inv.ended:
             return
         self._detach()
+        self._add_events()
         self._record(how)
         inv.end()
 
@@ -120,6 +137,7 @@ class StreamState:
         if inv.ended:
             return
         self._detach()
+        self._add_events()
         self._record("error")
         inv.fail(exc)
 
