@@ -172,10 +172,6 @@ def _dumps_bytes(value: Any) -> bytes:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
-def _dict_json(value: Mapping[str, Any]) -> bytes | None:
-    return _dumps_bytes(value) if value else None
-
-
 def _json_array(values: list[bytes | None]) -> pa.Array:
     # orjson emits valid UTF-8: build binary and view it as string (no re-validation).
     return pa.array(values, pa.binary()).view(pa.string())
@@ -185,20 +181,42 @@ def _json_array(values: list[bytes | None]) -> pa.Array:
 _JSON_COLUMNS = frozenset({"attributes", "events", "resource", "trace_tags", "trace_metadata"})
 
 
+def _events_json(events: Sequence[SpanEvent]) -> bytes:
+    """The events as a JSON array of ``{"name", "time_ns", "attributes"}`` objects, spliced
+    from per-field encodings: twice as fast as orjson's dataclass path, same bytes."""
+    return (
+        b"["
+        + b",".join(
+            [
+                b'{"name":'
+                + _dumps_bytes(e.name)
+                + b',"time_ns":'
+                + _dumps_bytes(e.time_ns)
+                + b',"attributes":'
+                + _dumps_bytes(e.attributes)
+                + b"}"
+                for e in events
+            ]
+        )
+        + b"]"
+    )
+
+
 def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
-    """SpanRecords -> one Arrow table in :data:`SPANS_SCHEMA` (columnar build: the hot path)."""
-    resources: dict[int, bytes] = {}  # spans of one process share their resource dict
+    """SpanRecords -> one Arrow table in :data:`SPANS_SCHEMA` (columnar build: the hot path).
 
-    def resource_json(r: Mapping[str, Any]) -> bytes | None:
-        if not r:
-            return None
-        key = id(r)
-        cached = resources.get(key)
-        if cached is None:
-            cached = resources[key] = _dumps_bytes(r)
-        return cached
-
+    One list comprehension per column (faster in CPython than one loop appending to many
+    lists); JSON encoded with orjson straight to bytes; per-process dicts (the resource)
+    encoded once per distinct object."""
+    dumps = _dumps_bytes
+    # Spans of one process share their resource dict: encode each distinct one once.
+    resources = [s.resource for s in spans]
+    resource_ids = [id(r) for r in resources]
+    distinct = dict(zip(resource_ids, resources, strict=True))
+    resource_json = {k: dumps(r) if r else None for k, r in distinct.items()}
+    services = {k: _service_name(r) for k, r in distinct.items()}
     usages = [s.token_usage for s in spans]
+    start = [s.start_time_ns for s in spans]
     columns: list[Any] = [
         [s.trace_id for s in spans],
         [s.span_id for s in spans],
@@ -206,7 +224,7 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [s.name for s in spans],
         [s.span_type for s in spans],
         [s.kind for s in spans],
-        [s.start_time_ns for s in spans],
+        start,
         [s.end_time_ns for s in spans],
         [s.status for s in spans],
         [s.status_message for s in spans],
@@ -220,23 +238,28 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [u.cache_read_input_tokens if u else None for u in usages],
         [u.cache_creation_input_tokens if u else None for u in usages],
         [u.reasoning_output_tokens if u else None for u in usages],
-        [_dumps_bytes(s.attributes) for s in spans],
-        # orjson encodes the SpanEvent dataclasses directly
-        [_dumps_bytes(s.events) if s.events else None for s in spans],
-        [resource_json(s.resource) for s in spans],
-        [s.service_name for s in spans],
+        [dumps(s.attributes) for s in spans],
+        [_events_json(e) if (e := s.events) else None for s in spans],
+        [resource_json[k] for k in resource_ids],
+        [services[k] for k in resource_ids],
         [s.scope for s in spans],
-        [_dict_json(s.trace_tags) for s in spans],
-        [_dict_json(s.trace_metadata) for s in spans],
+        [dumps(t) if (t := s.trace_tags) else None for s in spans],
+        [dumps(m) if (m := s.trace_metadata) else None for s in spans],
         [s.client_request_id for s in spans],
         [s.experiment for s in spans],
-        [utc_date(s.start_time_ns) for s in spans],
+        [utc_date(t) for t in start],
     ]
     arrays = [
         _json_array(col) if f.name in _JSON_COLUMNS else pa.array(col, f.type)
         for col, f in zip(columns, SPANS_SCHEMA, strict=True)
     ]
     return pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA)
+
+
+def _service_name(resource: Mapping[str, Any]) -> str | None:
+    """As :attr:`SpanRecord.service_name`."""
+    value = resource.get("service.name")
+    return str(value) if value is not None else None
 
 
 def _loads(text: str | None, empty: Any) -> Any:
