@@ -147,6 +147,25 @@ def test_backend_append_with_same_transaction_id_is_skipped(backend: str, tmp_pa
         assert table.transaction_version(batch_txn_id(spans)) == 1
 
 
+@pytest.mark.parametrize("backend", LAKES)
+def test_append_reports_exactly_the_files_it_added(backend: str, tmp_path: Path) -> None:
+    """The store indexes its own files from what append returns instead of reading them
+    back: the paths must be the table's own file names, for odd experiment names too."""
+    with open_store(uri_for(backend, tmp_path)) as store:
+        assert isinstance(store, LakeStore)
+        store.write_spans(make_traces(0, 2))
+        before = set(store.backend.files(SPANS))
+        spans = make_traces(10, 2, experiment="a b/é%") + make_traces(20, 1)
+        added = store.backend.append(SPANS, spans_to_table(spans), txn_id=batch_txn_id(spans))
+        after = set(store.backend.files(SPANS))
+        assert added is not None and len(added) == 2  # one file per partition
+        assert set(added) == after - before
+        fresh = open_store(uri_for(backend, tmp_path))
+        assert isinstance(fresh, LakeStore)
+        assert set(fresh.backend.files(SPANS)) == after
+        fresh.close()
+
+
 def test_delta_commit_conflicts_are_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -299,13 +299,22 @@ class LakeStore(Store):
                         del self._recent_index[trace_id]
         return new is not None
 
+    def _remember(self, path: str, ids: frozenset[str], now: float) -> None:
+        """Add a span file's trace ids to the recent-file index."""
+        self._recent.append((now, path, ids))
+        self._recent_ids += len(ids)
+        index = self._recent_index
+        for trace_id in ids:
+            paths = index.get(trace_id)
+            if paths is None:
+                index[trace_id] = {path}
+            else:
+                paths.add(path)
+
     def _index_file(self, path: str, keys: pa.Table, now: float) -> None:
         trace_ids = keys.column("trace_id").to_pylist()
         ids = frozenset(trace_ids)
-        self._recent.append((now, path, ids))
-        self._recent_ids += len(ids)
-        for trace_id in ids:
-            self._recent_index.setdefault(trace_id, set()).add(path)
+        self._remember(path, ids, now)
         cached = [t for t in ids if t in self._known]
         if not cached:
             return
@@ -368,13 +377,15 @@ class LakeStore(Store):
         which they are; otherwise the next refresh reads their keys)."""
         if not paths:
             return
-        keys = pa.table(
-            {"trace_id": [s.trace_id for s in spans], "span_id": [s.span_id for s in spans]}
-        )
+        ids = frozenset([s.trace_id for s in spans])
+        # every span of these files is in the cache: they count as loaded for their traces
+        cached = [known for t in ids if (known := self._known.get(t)) is not None]
         now = time.monotonic()
         for path in paths:
             self._span_files_seen.add(path)
-            self._index_file(path, keys, now)
+            self._remember(path, ids, now)
+            for known in cached:
+                known.files.add(path)
 
     def _shrink(self, trace_ids: Iterable[str]) -> None:
         """Keep in memory only what a later batch will need: traces whose root has arrived

@@ -18,9 +18,11 @@ import os
 import random
 import time
 import urllib.parse
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
@@ -43,6 +45,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 #: Commit attempts (each with delta-rs's own retries) before giving up on a write.
 COMMIT_ATTEMPTS = 12
+#: commitInfo key carrying a per-append token, to recognise our own commit in the log.
+COMMIT_TOKEN = "spanlake.commit"
 _BACKEND_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfss": "abfss"}
 _ENV_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_")
 
@@ -154,6 +158,7 @@ class DeltaBackend(LakeBackend):
 
     def append(self, table: str, data: pa.Table, *, txn_id: str | None = None) -> list[str] | None:
         committed: list[bool] = []
+        token = uuid.uuid4().hex  # finds our commit in the log afterwards
 
         def run() -> None:
             dt = self._table(table)
@@ -170,11 +175,41 @@ class DeltaBackend(LakeBackend):
                 commit_properties=CommitProperties(
                     app_transactions=[Transaction(txn_id, 1)] if txn_id else None,
                     max_commit_retries=20,
+                    custom_metadata={COMMIT_TOKEN: token},
                 ),
             )
 
         self._commit(run)
-        return [] if committed else None
+        return [] if committed else self._added_files(table, token)
+
+    def _added_files(self, table: str, token: str) -> list[str] | None:
+        """The files our commit added, from its log entry (so the store need not read its
+        own files back); None when that entry cannot be read or is not ours."""
+        try:
+            dt = self._tables.get(table) or self._table(table)
+            if dt is None:
+                return None
+            version = dt.version()
+            log = f"_delta_log/{version:020d}.json"
+            filesystem, base = self._filesystem(table)
+            path = f"{self.table_uri(table)}/{log}" if base is None else log
+            with filesystem.open_input_stream(path) as fh:
+                entries = [orjson.loads(line) for line in fh.read().splitlines() if line]
+        except (OSError, pa.ArrowException, DeltaError, orjson.JSONDecodeError):
+            return None
+        if not any(e.get("commitInfo", {}).get(COMMIT_TOKEN) == token for e in entries):
+            return None
+        prefix = dt.table_uri.rstrip("/")
+        if prefix.startswith("file://"):
+            prefix = urllib.parse.unquote(prefix[len("file://") :])
+        # log paths are percent-encoded once more than file_uris()
+        added = [
+            f"{prefix}/{urllib.parse.unquote(e['add']['path'])}" for e in entries if "add" in e
+        ]
+        cached = self._files.get(table)
+        if cached is not None and cached[0] == version - 1:
+            self._files[table] = (version, cached[1] + added)
+        return added
 
     def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
         """Rewrite the partition the files belong to (whole table when unpartitioned).
