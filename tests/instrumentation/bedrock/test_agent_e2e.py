@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fakes.bedrock_server import FakeBedrock, JsonReply
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sdk_features import botocore_knows
 
 pytest.importorskip("spanlake.tracing")
 
@@ -39,6 +40,12 @@ TOOLS = [
     }
 ]
 
+
+
+def _cached() -> int:
+    """The second call's cache-read tokens as the SDK reports them: botocore models older
+    than prompt caching drop ``cacheReadInputTokens`` before any instrumentation sees it."""
+    return 350 if botocore_knows("TokenUsage", "cacheReadInputTokens") else 0
 
 def build_agent(bedrock: Any) -> Any:
     """Seed 000's agent, verbatim but for the decorator's import."""
@@ -158,7 +165,7 @@ def test_seed_000_agent_is_one_nested_trace(
     calls = json.loads(str((first_llm.attributes or {})["gen_ai.output.messages"]))[0]["parts"]
     assert calls[0]["type"] == "tool_call" and calls[0]["name"] == "get_weather"
     assert "sunny" in str((tool.attributes or {}).get("spanlake.span.outputs"))
-    assert (second_llm.attributes or {})["gen_ai.usage.input_tokens"] == 20 + 350
+    assert (second_llm.attributes or {})["gen_ai.usage.input_tokens"] == 20 + _cached()
 
 
 def test_seed_000_agent_token_totals_in_the_store(
@@ -177,6 +184,6 @@ def test_seed_000_agent_token_totals_in_the_store(
     finally:
         exporter.shutdown()
     usage = info.token_usage
-    assert usage.input_tokens == 300 + 20 + 350
+    assert usage.input_tokens == 300 + 20 + _cached()
     assert usage.output_tokens == 40 + 12
-    assert usage.cache_read_input_tokens == 350
+    assert usage.cache_read_input_tokens == _cached()

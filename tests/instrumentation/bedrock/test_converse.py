@@ -16,6 +16,7 @@ from fakes.bedrock_server import ErrorReply, FakeBedrock, JsonReply
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sdk_features import botocore_knows
 
 from spanlake.instrumentation.bedrock import BedrockInstrumentor
 
@@ -399,6 +400,10 @@ def test_telemetry_bug_never_reaches_the_app(
     assert span.status.status_code is StatusCode.UNSET
 
 
+@pytest.mark.skipif(
+    not botocore_knows("ContentBlock", "reasoningContent"),
+    reason="this botocore predates reasoning content blocks",
+)
 def test_reasoning_block_is_a_reasoning_part(
     client: Any, fake: FakeBedrock, one_span: Callable[[], ReadableSpan]
 ) -> None:

@@ -24,6 +24,7 @@ from fakes.bedrock_server import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from sdk_features import botocore_knows
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 CLAUDE_BODY = {
@@ -532,6 +533,10 @@ def test_stream_without_span_content(
         assert details == []
 
 
+@pytest.mark.skipif(
+    not botocore_knows("ContentBlockDelta", "reasoningContent"),
+    reason="this botocore predates reasoning content deltas",
+)
 def test_reasoning_then_text_stream(
     client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
 ) -> None:

@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sdk_features import openai_chat_has
 
 from spanlake.instrumentation.openai import OpenAIInstrumentor
 
@@ -501,6 +502,7 @@ class City(pydantic.BaseModel):
     city: str
 
 
+@pytest.mark.skipif(not openai_chat_has("parse"), reason="chat.completions.parse is beta-only here")
 def test_parse_structured_output(
     client: openai.OpenAI, fake: FakeOpenAI, one_span: Callable[[], ReadableSpan]
 ) -> None:
