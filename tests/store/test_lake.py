@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -306,6 +307,23 @@ def test_other_engines_read_the_delta_store(tmp_path: Path) -> None:
     frame = pl.read_delta(str(root / "spans")).group_by("model").agg(pl.col("total_tokens").sum())
     assert {m: t for m, t in frame.iter_rows() if m} == expected
     assert pl.read_delta(str(root / "traces")).height == 10
+
+
+def test_delta_log_keeps_statistics_for_filter_columns_only(tmp_path: Path) -> None:
+    """Engines skip Delta files by the log's min/max: kept for ids, times, model and
+    tokens (a trace-id lookup skips files), not for the ~2 KB JSON columns."""
+    spans = make_traces(0, 10) + make_traces(5000, 10)
+    with open_store(uri_for("delta", tmp_path)) as store:
+        store.write_spans(spans[:40])
+        store.write_spans(spans[40:])
+    table = DeltaTable(str(tmp_path / "lake" / "spans"))
+    stats = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert "min.trace_id" in stats and "max.start_time_ns" in stats and "min.model" in stats
+    assert not [k for k in stats if k.endswith((".attributes", ".events", ".inputs"))]
+    assert stats["num_records"] == [40, 40]
+    target = trace_id_for(5003)
+    ranges = zip(stats["min.trace_id"], stats["max.trace_id"], strict=True)
+    assert [lo <= target <= hi for lo, hi in ranges].count(True) == 1  # one file to read
 
 
 def test_bad_lake_uris_are_config_errors(tmp_path: Path) -> None:
