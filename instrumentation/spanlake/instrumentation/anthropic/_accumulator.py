@@ -28,11 +28,17 @@ class _Block:
     __slots__ = ("id", "input", "json", "kind", "name", "text")
 
     def __init__(self, block: Any) -> None:
-        self.kind = str(get(block, "type") or "text")
+        kind = self.kind = str(get(block, "type") or "text")
+        self.json: list[str] = []
+        # Read only the fields this kind has: a missing field on an SDK (pydantic) model
+        # costs ~2 µs (its __getattr__ raises), several per stream.
+        if kind == "text" or kind == "thinking":
+            self.id = self.name = self.input = None
+            self.text: list[str] = [str(get(block, kind) or "")]
+            return
         self.id = get(block, "id")
         self.name = get(block, "name")
-        self.text: list[str] = [str(get(block, "text") or get(block, "thinking") or "")]
-        self.json: list[str] = []
+        self.text = [str(get(block, "text") or get(block, "thinking") or "")]
         self.input = get(block, "input")
 
     def part(self) -> Part:

@@ -113,10 +113,16 @@ async def run_async(
         _CURRENT.reset(token)
 
 
-def is_stream(result: Any, *, is_async: bool) -> bool:
-    from anthropic import AsyncStream, Stream
+_STREAM_TYPES: tuple[type, type] | None = None
 
-    return isinstance(result, AsyncStream if is_async else Stream)
+
+def is_stream(result: Any, *, is_async: bool) -> bool:
+    global _STREAM_TYPES
+    if _STREAM_TYPES is None:  # imported once (a function-level import costs per call)
+        from anthropic import AsyncStream, Stream
+
+        _STREAM_TYPES = (Stream, AsyncStream)
+    return isinstance(result, _STREAM_TYPES[is_async])
 
 
 def native_span_wrapper() -> Wrapper:

@@ -43,10 +43,18 @@ def _unset(value: Any) -> bool:
     return value is not None and type(value).__name__ in _SENTINELS
 
 
+#: Value types that are never the SDK's omit/NOT_GIVEN sentinels (skip the name check).
+_PLAIN = frozenset({str, int, float, bool, list, dict, tuple, type(None)})
+
+
 def get(obj: Any, name: str, default: Any = None) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; ``default`` when missing/omitted."""
     if type(obj) is dict:  # the common cases first: an ABC isinstance check is slow
-        value = obj.get(name, default)
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
+            return default
+        if type(value) in _PLAIN:
+            return value
         return default if _unset(value) else value
     value = getattr(obj, name, _MISSING)
     if value is not _MISSING:
