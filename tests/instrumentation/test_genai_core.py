@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import json
 import logging
@@ -420,6 +421,10 @@ def test_stream_chunk_text_on_events_when_content_goes_on_events(
     events = [e for e in span.events if e.name == CHUNK_EVENT]
     assert [(e.attributes or {}).get("content") for e in events] == ["c0", "c1", "c2"]
     assert (ga.OUTPUT_MESSAGES in (span.attributes or {})) is (mode == "SPAN_AND_EVENT")
+    with pytest.raises(TypeError):  # read-only, like the SDK's own event attributes
+        events[0].attributes["content"] = "changed"  # type: ignore[index]
+    copied = copy.deepcopy(list(span.events))  # processors/exporters may copy spans
+    assert dict(copied[1].attributes or {}) == {"content": "c1"}
 
 
 def test_stream_chunk_events_keep_arrival_times(

@@ -7,8 +7,8 @@ made one event per chunk ~75% of a stream's overhead. So a chunk only notes ``ti
 events once, before the span ends:
 
 - an SDK span whose ``add_event`` is the SDK's own gets ``Event`` objects built directly
-  (bare events share one empty immutable attribute set; a text event gets a
-  ``BoundedAttributes`` with the span's event-attribute limits, as ``add_event`` would) and
+  (bare events share one empty immutable attribute set; a text event gets a read-only
+  mapping of its text, cut to the span's attribute-length limit, as ``add_event`` would) and
   appended in one ``extend`` under the span's lock, so the event-count limit still applies
   (the SDK's bounded list drops the oldest and counts them);
 - any other span (a subclass overriding ``add_event``, another SDK) gets ``add_event`` with
@@ -20,7 +20,7 @@ Never raises: on any surprise the SDK path falls back to ``add_event`` before to
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from opentelemetry import trace as trace_api
@@ -86,16 +86,46 @@ def _sdk_events(
     limits = span._limits
     max_attrs = limits.max_event_attributes
     max_len = limits.max_attribute_length
+    # One str attribute within the limits needs no cleaning pass: a read-only mapping of it
+    # is what BoundedAttributes would hold (~3x cheaper). At a limit of 0 attributes,
+    # BoundedAttributes itself, so the drop is counted.
+    simple = max_attrs is None or max_attrs >= 1
     out = []
     for ts, text in zip(times, texts, strict=False):
-        if text:
+        if not text:
+            attrs = _NO_ATTRIBUTES
+        elif simple:
+            attrs = _ContentAttribute(text if max_len is None else text[:max_len])
+        else:
             attrs = BoundedAttributes(
                 max_attrs, {CONTENT_KEY: text}, immutable=True, max_value_len=max_len
             )
-        else:
-            attrs = _NO_ATTRIBUTES
         out.append(event(name, attrs, ts))
     return out
+
+
+class _ContentAttribute(Mapping[str, str]):
+    """A chunk event's only attribute, read-only (unlike a dict) and copyable/picklable
+    (unlike ``MappingProxyType``), as exporters and processors may deep-copy spans."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __getitem__(self, key: str) -> str:
+        if key == CONTENT_KEY:
+            return self._text
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((CONTENT_KEY,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return repr({CONTENT_KEY: self._text})
 
 
 def _add_one_by_one(
