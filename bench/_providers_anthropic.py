@@ -332,12 +332,10 @@ def _floor_calls(
             elif kind == "message_delta":
                 attrs["gen_ai.response.finish_reasons"] = [event.delta.stop_reason or ""]
                 attrs["gen_ai.usage.output_tokens"] = event.usage.output_tokens
-            # One event per chunk, as ours records chunk arrival: the text delta, else bare.
+            # One bare event per chunk at its arrival (public API), as ours records chunk
+            # arrival in SPAN_ONLY (the text is in the output message).
             if chunk_events:
-                if delta:
-                    span.add_event("gen_ai.chunk", {"content": delta})
-                else:
-                    span.add_event("gen_ai.chunk")
+                span.add_event("gen_ai.chunk")
         attrs["gen_ai.output.messages"] = orjson.dumps(
             [{"role": "assistant", "parts": [{"type": "text", "content": "".join(texts)}]}]
         ).decode()

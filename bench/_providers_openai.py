@@ -308,12 +308,10 @@ def _floor_calls(
                 finish = choice.finish_reason or finish
             if chunk.usage is not None:
                 attrs.update(usage_attrs(chunk.usage))
-            # One event per chunk, as ours records chunk arrival: the text delta, else bare.
+            # One bare event per chunk at its arrival (public API), as ours records chunk
+            # arrival in SPAN_ONLY (the text is in the output message).
             if chunk_events:
-                if delta:
-                    span.add_event("gen_ai.chunk", {"content": delta})
-                else:
-                    span.add_event("gen_ai.chunk")
+                span.add_event("gen_ai.chunk")
         attrs["gen_ai.response.finish_reasons"] = [finish or ""]
         attrs["gen_ai.output.messages"] = orjson.dumps(
             [
