@@ -26,13 +26,14 @@ span files (``compact`` sorts them by trace id so lookups touch one row group).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -118,9 +119,16 @@ class LakeBackend(ABC):
         """Atomically swap files ``remove`` for ``data`` (compaction); returns the new
         files' paths when known."""
 
-    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> list[str] | None:
-        """Merge small files of one partition (``data`` = their rows, deduplicated)."""
-        return self.replace(table, paths, data)
+    def merge(
+        self,
+        table: str,
+        paths: Sequence[str],
+        partition: Mapping[str, str],
+        rows: Callable[[], pa.Table],
+    ) -> list[str] | None:
+        """Merge small files of one partition (``rows()`` reads them, deduplicated);
+        returns the new files' paths when they hold only rows of ``paths``."""
+        return self.replace(table, paths, rows())
 
     @abstractmethod
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
@@ -192,6 +200,7 @@ class LakeStore(Store):
         self._recent_index: dict[str, set[str]] = {}
         self._recent_ids = 0
         self._writes_since_merge = 0
+        self._file_rows: dict[str, int] = {}  # trace-row file -> rows
         self._known: OrderedDict[str, _Known] = OrderedDict()
         self._known_spans = 0
         # traces: row chunks + the winning row per trace; materialised lazily for queries
@@ -582,23 +591,37 @@ class LakeStore(Store):
             if dataset is None:
                 return
             groups: dict[tuple[str, ...], list[str]] = {}
+            rows = self._file_rows
             for fragment in dataset.get_fragments():
-                if fragment.count_rows() >= MERGE_MAX_ROWS:
+                count = rows.get(fragment.path)
+                if count is None:  # files are immutable: read each footer once
+                    count = rows[fragment.path] = fragment.count_rows()
+                if count >= MERGE_MAX_ROWS:
                     continue  # already merged enough
                 keys = ds.get_partition_keys(fragment.partition_expression)
                 group = tuple(str(keys.get(c)) for c in _arrow.PARTITION_COLUMNS)
                 groups.setdefault(group, []).append(fragment.path)
-            for paths in groups.values():
+            current = set(files)
+            for path in [p for p in rows if p not in current]:
+                del rows[path]
+            for group, paths in groups.items():
                 if len(paths) >= MERGE_MIN_FILES:
-                    part = self.backend.dataset(TRACES, paths)
-                    if part is not None:
-                        known = self._trace_files_seen.issuperset(paths)
-                        written = self.backend.merge(TRACES, paths, winners(part.to_table()))
-                        if known and written:
-                            # nothing new in there: do not read our own merge back
-                            self._trace_files_seen.update(written)
+                    known = self._trace_files_seen.issuperset(paths)
+                    written = self.backend.merge(
+                        TRACES,
+                        paths,
+                        dict(zip(_arrow.PARTITION_COLUMNS, group, strict=True)),
+                        functools.partial(self._winning_rows, paths),
+                    )
+                    if known and written:
+                        # nothing new in there: do not read our own merge back
+                        self._trace_files_seen.update(written)
         except (StoreError, OSError, pa.ArrowException) as exc:
             _LOG.debug("merging trace-row files of %s skipped: %s", self.uri, exc)
+
+    def _winning_rows(self, paths: Sequence[str]) -> pa.Table:
+        part = self.backend.dataset(TRACES, paths)
+        return _arrow.TRACES_SCHEMA.empty_table() if part is None else winners(part.to_table())
 
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:

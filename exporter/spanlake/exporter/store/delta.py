@@ -19,7 +19,7 @@ import random
 import time
 import urllib.parse
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -76,6 +76,10 @@ STATS_COLUMNS: dict[str, tuple[str, ...]] = {
         "service_name",
     ),
 }
+#: Versions after which a table handle is reopened (delta-rs checkpoints every 100).
+REOPEN_EVERY_VERSIONS = 100
+#: Writers' periodic merges of small trace-row files stop merging a file past this size.
+MERGE_TARGET_BYTES = 2**20
 #: commitInfo key carrying a per-append token, to recognise our own commit in the log.
 COMMIT_TOKEN = "spanlake.commit"
 _BACKEND_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "abfss": "abfss"}
@@ -104,6 +108,7 @@ class DeltaBackend(LakeBackend):
         self.location = self.root
         self.storage_options = storage_options or None
         self._tables: dict[str, DeltaTable] = {}
+        self._opened_at: dict[str, int] = {}  # version each handle was opened at
         self._files: dict[str, tuple[int, list[str]]] = {}
         self._remote_fs: dict[str, pa_fs.FileSystem] = {}
         self._local = pa_fs.LocalFileSystem()
@@ -118,16 +123,31 @@ class DeltaBackend(LakeBackend):
         return f"{self.root}/{table}"
 
     def _table(self, table: str) -> DeltaTable | None:
+        """The table at its latest version. A handle kept up to date incrementally replays
+        every commit since it was opened on each operation (a commit cost 6 ms at 100
+        versions, 39 ms at 600), so it is reopened, from the latest checkpoint, every
+        :data:`REOPEN_EVERY_VERSIONS`."""
         dt = self._tables.get(table)
         try:
-            if dt is None:
-                dt = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
-                self._tables[table] = dt
-            else:
-                dt.update_incremental()
+            if dt is not None and dt.version() - self._opened_at[table] < REOPEN_EVERY_VERSIONS:
+                if self._log_exists(table, dt.version() + 1):  # else: no newer commit
+                    dt.update_incremental()
+                return dt
+            dt = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        self._tables[table] = dt
+        self._opened_at[table] = dt.version()
         return dt
+
+    def _log_exists(self, table: str, version: int) -> bool:
+        """Whether commit ``version`` exists: one stat (a HEAD on object stores), where
+        delta-rs's ``update_incremental`` lists the whole log (~1 ms at 500 versions)."""
+        log = f"_delta_log/{version:020d}.json"
+        if "://" not in self.root:
+            return os.path.exists(f"{self.table_uri(table)}/{log}")
+        filesystem, _ = self._filesystem(table)
+        return bool(filesystem.get_file_info(log).type != pa_fs.FileType.NotFound)
 
     def files(self, table: str) -> list[str]:
         dt = self._table(table)
@@ -218,8 +238,14 @@ class DeltaBackend(LakeBackend):
         return [] if committed else self._added_files(table, token)
 
     def _added_files(self, table: str, token: str) -> list[str] | None:
-        """The files our commit added, from its log entry (so the store need not read its
-        own files back); None when that entry cannot be read or is not ours."""
+        """The files our commit added (so the store need not read its own files back)."""
+        change = self._our_commit(table, token)
+        return None if change is None else change[0]
+
+    def _our_commit(self, table: str, token: str) -> tuple[list[str], list[str]] | None:
+        """(added, removed) file URIs of our latest commit, read from its log entry; None
+        when that entry cannot be read or is not ours (the caller then reads files back).
+        Keeps the file-list cache current without listing the whole table again."""
         try:
             dt = self._tables.get(table) or self._table(table)
             if dt is None:
@@ -237,14 +263,19 @@ class DeltaBackend(LakeBackend):
         prefix = dt.table_uri.rstrip("/")
         if prefix.startswith("file://"):
             prefix = urllib.parse.unquote(prefix[len("file://") :])
-        # log paths are percent-encoded once more than file_uris()
-        added = [
-            f"{prefix}/{urllib.parse.unquote(e['add']['path'])}" for e in entries if "add" in e
-        ]
+
+        def uris(kind: str) -> list[str]:
+            # log paths are percent-encoded once more than file_uris()
+            return [
+                f"{prefix}/{urllib.parse.unquote(e[kind]['path'])}" for e in entries if kind in e
+            ]
+
+        added, removed = uris("add"), uris("remove")
         cached = self._files.get(table)
         if cached is not None and cached[0] == version - 1:
-            self._files[table] = (version, cached[1] + added)
-        return added
+            gone = set(removed)
+            self._files[table] = (version, [f for f in cached[1] if f not in gone] + added)
+        return added, removed
 
     def replace(self, table: str, remove: Sequence[str], data: pa.Table | None) -> None:
         """Rewrite the partition the files belong to (whole table when unpartitioned).
@@ -294,22 +325,38 @@ class DeltaBackend(LakeBackend):
         except DeltaError as exc:
             raise TransientStoreError(f"compaction of {table} conflicted: {exc}") from exc
 
-    def merge(self, table: str, paths: Sequence[str], data: pa.Table) -> None:
+    def merge(
+        self,
+        table: str,
+        paths: Sequence[str],
+        partition: Mapping[str, str],
+        rows: Callable[[], pa.Table],
+    ) -> list[str] | None:
         """Delta's own bin-packing of the partition's small files (an overwrite would also
-        drop its big ones); duplicates left in are resolved by readers and `compact`."""
+        drop its big ones; ``rows`` is not needed); duplicates left in are resolved by
+        readers and `compact`. Files reaching :data:`MERGE_TARGET_BYTES` are left alone
+        afterwards, so a writer's periodic merges do not rewrite the whole partition each
+        time. Returns the merged files when the merge consumed only ``paths``."""
         dt = self._table(table)
-        if dt is None or data.num_rows == 0:
-            return
+        if dt is None:
+            return None
         filters: list[tuple[str, str, Any]] = []
         if table in PARTITIONED:
-            filters = [
-                ("experiment", "=", data.column("experiment")[0].as_py()),
-                ("date", "=", data.column("date")[0].as_py()),
-            ]
+            filters = [(key, "=", value) for key, value in partition.items()]
+        token = uuid.uuid4().hex
         try:
-            dt.optimize.compact(partition_filters=filters or None, writer_properties=self._writer)
+            dt.optimize.compact(
+                partition_filters=filters or None,
+                target_size=MERGE_TARGET_BYTES,
+                writer_properties=self._writer,
+                commit_properties=CommitProperties(custom_metadata={COMMIT_TOKEN: token}),
+            )
         except DeltaError as exc:
             raise TransientStoreError(f"merging {table} files conflicted: {exc}") from exc
+        change = self._our_commit(table, token)
+        if change is None or not set(change[1]) <= set(paths):
+            return None
+        return change[0]
 
     def optimize(self) -> None:
         for table in ("spans", "traces"):
