@@ -110,6 +110,23 @@ def test_max_bytes_and_binary_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.max_bytes == 4096 and cfg.binary
 
 
+def test_settings_follow_the_environment_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spanlake.instrumentation._genai._config import latest_names
+    from spanlake.instrumentation._genai._stream import _max_chunk_events
+
+    assert content_config().on_span and _max_chunk_events() == 128 and not latest_names()
+    monkeypatch.setenv(CAPTURE, "NO_CONTENT")
+    monkeypatch.setenv("SPANLAKE_MAX_CHUNK_EVENTS", "7")
+    monkeypatch.setenv(ga.ENV_SEMCONV_STABILITY_OPT_IN, "gen_ai_latest_experimental")
+    assert not content_config().enabled and _max_chunk_events() == 7 and latest_names()
+    monkeypatch.setenv(CAPTURE, "EVENT_ONLY")
+    monkeypatch.setenv("SPANLAKE_MAX_CHUNK_EVENTS", "nonsense")
+    assert content_config().on_event and _max_chunk_events() == 128
+    monkeypatch.delenv(CAPTURE)
+    monkeypatch.delenv(ga.ENV_SEMCONV_STABILITY_OPT_IN)
+    assert content_config().on_span and not latest_names()
+
+
 # --- request / response attributes ----------------------------------------------------
 
 

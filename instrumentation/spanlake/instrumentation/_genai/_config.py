@@ -91,7 +91,7 @@ def _parse(mode: str | None, max_bytes: str | None, binary: str | None) -> Conte
     return ContentConfig(on_span=on_span, on_event=on_event, max_bytes=cap, binary=want_binary)
 
 
-def _raw_reader(name: str) -> Callable[[], Any]:
+def env_probe(name: str) -> Callable[[], Any]:
     """A cheap probe of ``name``'s raw value in ``os.environ`` (only compared, never parsed).
 
     Reads the mapping's own store with the key encoded once; falls back to
@@ -117,10 +117,10 @@ def _raw_reader(name: str) -> Callable[[], Any]:
     return lambda: os.environ.get(name)  # pragma: no cover - not CPython's os.environ
 
 
-_mode_raw = _raw_reader(ENV_CAPTURE_MESSAGE_CONTENT)
-_max_bytes_raw = _raw_reader(ENV_CONTENT_MAX_BYTES)
-_binary_raw = _raw_reader(ENV_CAPTURE_BINARY_CONTENT)
-_latest_raw = _raw_reader(ENV_SEMCONV_STABILITY_OPT_IN)
+_mode_raw = env_probe(ENV_CAPTURE_MESSAGE_CONTENT)
+_max_bytes_raw = env_probe(ENV_CONTENT_MAX_BYTES)
+_binary_raw = env_probe(ENV_CAPTURE_BINARY_CONTENT)
+_latest_raw = env_probe(ENV_SEMCONV_STABILITY_OPT_IN)
 _cache_raw: tuple[Any, Any, Any] | None = None
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import wrapt
 
+from ._config import env_probe
 from ._events import add_chunk_events
 from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
 from ._safe import contained, safe_invoke
@@ -39,14 +40,25 @@ else:  # wrapt 1.x proxies are not subscriptable at runtime
 _MAX_EVENT_TEXT: Final = 1024
 
 
+_max_events_raw = env_probe(ENV_MAX_CHUNK_EVENTS)
+_max_events_cache: tuple[Any, int] = (object(), DEFAULT_MAX_CHUNK_EVENTS)
+
+
 def _max_chunk_events() -> int:
-    raw = os.environ.get(ENV_MAX_CHUNK_EVENTS)
-    if raw is None:
-        return DEFAULT_MAX_CHUNK_EVENTS
-    try:
-        return max(int(raw), 0)
-    except ValueError:
-        return DEFAULT_MAX_CHUNK_EVENTS
+    """``SPANLAKE_MAX_CHUNK_EVENTS``, re-parsed only when it changed (see ``_config``)."""
+    global _max_events_cache
+    raw = _max_events_raw()
+    if raw == _max_events_cache[0]:
+        return _max_events_cache[1]
+    value = os.environ.get(ENV_MAX_CHUNK_EVENTS)
+    parsed = DEFAULT_MAX_CHUNK_EVENTS
+    if value is not None:
+        try:
+            parsed = max(int(value), 0)
+        except ValueError:
+            pass
+    _max_events_cache = (raw, parsed)
+    return parsed
 
 
 class StreamAccumulator(Protocol):
