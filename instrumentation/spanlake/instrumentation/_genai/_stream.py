@@ -203,23 +203,27 @@ class SyncStreamProxy(_ProxyBase):
         super().__init__(wrapped)
         self._self_state = _own(self, state or StreamState(invocation, accumulator))
         self._self_iter: Any = None
+        # Bound once: attribute lookups on a proxy add up over hundreds of chunks.
+        self._self_next: Any = None
+        self._self_on_chunk = self._self_state.on_chunk
 
     def __iter__(self) -> SyncStreamProxy:
         return self
 
     def __next__(self) -> Any:
-        it = self._self_iter
-        if it is None:
+        step = self._self_next
+        if step is None:
             it = self._self_iter = iter(self.__wrapped__)
+            step = self._self_next = it.__next__
         try:
-            chunk = next(it)
+            chunk = step()
         except StopIteration:
             self._self_state.finish("exhausted")
             raise
         except BaseException as exc:
             self._self_state.fail(exc)
             raise
-        self._self_state.on_chunk(chunk)
+        self._self_on_chunk(chunk)
         return chunk
 
     def close(self) -> Any:
