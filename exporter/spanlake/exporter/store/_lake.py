@@ -197,7 +197,9 @@ class LakeStore(Store):
         # spans: files whose trace ids we read, recent files' trace ids, light-span LRU
         self._span_files_seen: set[str] = set()
         self._recent: deque[tuple[float, str, frozenset[str]]] = deque()
-        self._recent_index: dict[str, set[str]] = {}
+        # trace id -> recent files holding it; tuples, not sets: one per trace, and the
+        # garbage collector stops scanning tuples of strings (sets it scans every time)
+        self._recent_index: dict[str, tuple[str, ...]] = {}
         self._recent_ids = 0
         self._writes_since_merge = 0
         self._file_rows: dict[str, int] = {}  # trace-row file -> rows
@@ -300,12 +302,14 @@ class LakeStore(Store):
         ):
             _, path, ids = self._recent.popleft()
             self._recent_ids -= len(ids)
+            index = self._recent_index
             for trace_id in ids:
-                paths = self._recent_index.get(trace_id)
+                paths = index.get(trace_id)
                 if paths is not None:
-                    paths.discard(path)
-                    if not paths:
-                        del self._recent_index[trace_id]
+                    if paths == (path,):
+                        del index[trace_id]
+                    else:
+                        index[trace_id] = tuple(p for p in paths if p != path)
         return new is not None
 
     def _remember(self, path: str, ids: frozenset[str], now: float) -> None:
@@ -313,12 +317,13 @@ class LakeStore(Store):
         self._recent.append((now, path, ids))
         self._recent_ids += len(ids)
         index = self._recent_index
+        single = (path,)
         for trace_id in ids:
             paths = index.get(trace_id)
             if paths is None:
-                index[trace_id] = {path}
-            else:
-                paths.add(path)
+                index[trace_id] = single
+            elif path not in paths:
+                index[trace_id] = (*paths, path)
 
     def _index_file(self, path: str, keys: pa.Table, now: float) -> None:
         trace_ids = keys.column("trace_id").to_pylist()
