@@ -2,9 +2,10 @@
 
 Everything is measured in the same run next to raw floors, and reported as ratios:
 
-* floors: building the Arrow table from the SpanRecords (our columnar builder) and from
-  Python dicts (``pa.Table.from_pylist``), a pyarrow Parquet zstd write, a deltalake append
-  (one append of everything, and batched like the store commits);
+* floors: building the Arrow table from the SpanRecords (our columnar builder, per batch
+  as the stores call it) and from Python dicts (``pa.Table.from_pylist``), a pyarrow
+  Parquet zstd write, a deltalake append (one append of everything, and batched like the
+  store commits);
 * stores: ``write_spans`` in exporter-sized batches into SQLite, Parquet and Delta, fresh
   directory each round, rounds interleaved, median reported;
 * search: a lake of ``--search-spans`` (default 1M) spans written through the store, then
@@ -102,6 +103,11 @@ def throughput(
     flat = [s for b in pool for s in b]
     n = len(flat)
     spans_to_table(flat[:10])  # warm imports
+    # The pool is the harness's data (an exporter frees spans once written): keep the
+    # garbage collector from rescanning it, which otherwise lands at random in one
+    # store's timing (one full collection over 100k spans costs ~0.3 s).
+    gc.collect()
+    gc.freeze()
     results: dict[str, list[tuple[float, float]]] = {}
     clock: dict[str, float] = {}
 
@@ -116,8 +122,10 @@ def throughput(
     for r in range(rounds):
         gc.collect()
         start()
-        table = spans_to_table(flat)
+        parts = [spans_to_table(b) for b in pool]  # as the stores build them: per batch
         record("floor: Arrow table from SpanRecords (our builder)")
+        table = pa.concat_tables(parts)
+        del parts
 
         rows = [
             {
@@ -161,6 +169,7 @@ def throughput(
                 record(f"store: {scheme} write_spans ({batch}-span batches)")
         for child in work.iterdir():
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    gc.unfreeze()
     return results
 
 
