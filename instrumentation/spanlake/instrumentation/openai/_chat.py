@@ -78,7 +78,8 @@ def _content_parts(content: Any, include_bytes: bool) -> list[Part]:
     if isinstance(content, str):
         return [text_part(content)]
     parts: list[Part] = []
-    for item in content if isinstance(content, Iterable) else [content]:
+    items = content if type(content) is list or isinstance(content, Iterable) else [content]
+    for item in items:
         kind = attr(item, "type")
         if kind == "text":
             parts.append(text_part(attr(item, "text") or ""))

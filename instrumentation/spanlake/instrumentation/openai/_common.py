@@ -17,6 +17,8 @@ from .._genai._parts import Part, blob_part, uri_part
 
 _SENTINELS = frozenset({"Omit", "NotGiven"})
 _MISSING = object()
+#: Value types that are never the SDK's sentinels: no class-name check for them.
+_PLAIN = frozenset({str, int, float, bool, list, dict, tuple})
 
 
 def given(value: Any) -> bool:
@@ -28,6 +30,8 @@ def attr(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` otherwise; None when absent or not given."""
     if type(obj) is dict:  # request params: plain dicts
         value = obj.get(name)
+        if value is None or type(value) in _PLAIN:
+            return value
     elif obj is None:
         return None
     else:  # SDK models first; the slow ABC check only when the attribute is missing
