@@ -18,7 +18,14 @@ from deltalake.exceptions import CommitFailedError
 
 from spanlake.exporter.errors import ConfigError, TransientStoreError
 from spanlake.exporter.records import TraceState
-from spanlake.exporter.store import _lake, delta, maintenance, open_store, parquet
+from spanlake.exporter.store import (
+    _lake_spans,
+    _lake_traces,
+    delta,
+    maintenance,
+    open_store,
+    parquet,
+)
 from spanlake.exporter.store._arrow import spans_to_table
 from spanlake.exporter.store._lake import SPANS, LakeStore, batch_txn_id
 from store.conftest import uri_for
@@ -196,15 +203,15 @@ def test_delta_commit_conflicts_are_retried(
 def test_evicted_trace_is_reread_from_files(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_lake, "CACHE_MAX_SPANS", 8)
-    monkeypatch.setattr(_lake, "RECENT_FILE_SECONDS", 0.0)
+    monkeypatch.setattr(_lake_spans, "CACHE_MAX_SPANS", 8)
+    monkeypatch.setattr(_lake_spans, "RECENT_FILE_SECONDS", 0.0)
     spans = make_trace(1, llm_calls=3)
     with open_store(uri_for(backend, tmp_path)) as store:
         store.write_spans(spans[:3])
         for n in range(2, 6):
             store.write_spans(make_trace(n))  # pushes trace 1 out of the cache
         assert isinstance(store, LakeStore)
-        assert trace_id_for(1) not in store._known
+        assert trace_id_for(1) not in store._spans
         assert store.write_spans(spans) == 2
         info = store.get_trace(trace_id_for(1)).info
         assert info.span_count == 5 and info.state is TraceState.OK
@@ -384,8 +391,8 @@ def test_documented_trace_view_matches_the_store(backend: str, tmp_path: Path) -
 def test_small_trace_row_files_are_merged_while_writing(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_lake, "MERGE_CHECK_EVERY", 2)
-    monkeypatch.setattr(_lake, "MERGE_MIN_FILES", 4)
+    monkeypatch.setattr(_lake_traces, "MERGE_CHECK_EVERY", 2)
+    monkeypatch.setattr(_lake_traces, "MERGE_MIN_FILES", 4)
     uri = uri_for(backend, tmp_path)
     with open_store(uri) as store:
         assert isinstance(store, LakeStore)
@@ -408,8 +415,8 @@ def test_delta_handles_reopened_and_interleaved_writers_stay_consistent(
     """Two stores on one Delta lake, handles reopened every 2 versions, trace-row merges
     every 2 writes: each sees the other's spans and trace rows, nothing is counted twice."""
     monkeypatch.setattr(delta, "REOPEN_EVERY_VERSIONS", 2)
-    monkeypatch.setattr(_lake, "MERGE_CHECK_EVERY", 2)
-    monkeypatch.setattr(_lake, "MERGE_MIN_FILES", 3)
+    monkeypatch.setattr(_lake_traces, "MERGE_CHECK_EVERY", 2)
+    monkeypatch.setattr(_lake_traces, "MERGE_MIN_FILES", 3)
     uri = uri_for("delta", tmp_path)
     with open_store(uri) as one, open_store(uri) as two:
         for n in range(8):

@@ -28,7 +28,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
 
 from spanlake.exporter.errors import ConfigError, StoreError, TransientStoreError
-from spanlake.exporter.store._lake import PARTITIONED, SCHEMAS, LakeBackend, LakeStore
+from spanlake.exporter.store._lake import LakeStore
+from spanlake.exporter.store._lake_backend import PARTITIONED, SCHEMAS, LakeBackend
 from spanlake.exporter.store.uri import StoreURI
 
 try:

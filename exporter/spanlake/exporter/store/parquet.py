@@ -23,7 +23,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from spanlake.exporter.errors import ConfigError
-from spanlake.exporter.store._lake import PARTITIONED, SCHEMAS, TRACES, LakeBackend, LakeStore
+from spanlake.exporter.store._lake import LakeStore
+from spanlake.exporter.store._lake_backend import PARTITIONED, SCHEMAS, TRACES, LakeBackend
 from spanlake.exporter.store.uri import StoreURI
 
 _PARTITION_SCHEMA = pa.schema([("experiment", pa.string()), ("date", pa.string())])
