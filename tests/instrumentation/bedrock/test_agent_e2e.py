@@ -41,11 +41,11 @@ TOOLS = [
 ]
 
 
-
 def _cached() -> int:
     """The second call's cache-read tokens as the SDK reports them: botocore models older
     than prompt caching drop ``cacheReadInputTokens`` before any instrumentation sees it."""
     return 350 if botocore_knows("TokenUsage", "cacheReadInputTokens") else 0
+
 
 def build_agent(bedrock: Any) -> Any:
     """Seed 000's agent, verbatim but for the decorator's import."""

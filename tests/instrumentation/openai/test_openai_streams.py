@@ -390,7 +390,9 @@ def test_chat_stream_no_content_mode_records_no_text(
 
 
 # --- SDK stream helpers (they call create(stream=True) underneath) -------------------------
-@pytest.mark.skipif(not openai_chat_has("stream"), reason="chat.completions.stream is beta-only here")
+@pytest.mark.skipif(
+    not openai_chat_has("stream"), reason="chat.completions.stream is beta-only here"
+)
 def test_chat_completions_stream_helper(
     client: openai.OpenAI, fake: FakeOpenAI, instrumented: InMemorySpanExporter
 ) -> None:
@@ -520,7 +522,9 @@ async def test_async_responses_stream_helper(
     assert output_text(ended_once(instrumented, "exhausted")) == TEXT
 
 
-@pytest.mark.skipif(not openai_chat_has("stream"), reason="chat.completions.stream is beta-only here")
+@pytest.mark.skipif(
+    not openai_chat_has("stream"), reason="chat.completions.stream is beta-only here"
+)
 def test_stream_helper_left_early_ends_once_when_dropped(
     client: openai.OpenAI, fake: FakeOpenAI, instrumented: InMemorySpanExporter
 ) -> None:
