@@ -19,7 +19,7 @@ from spanlake.exporter.errors import (
     SpanlakeError,
 )
 
-_SUBCOMMANDS = ("traces", "experiments", "serve", "store")
+_SUBCOMMANDS = ("traces", "experiments", "serve", "store", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:
