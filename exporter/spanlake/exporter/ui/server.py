@@ -144,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             path = parts.path
             if path.startswith("/api/"):
                 self._send_json(HTTPStatus.OK, self._api(path, parse_qs(parts.query)))
+            elif path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
             elif path in ("/", "/index.html"):
                 self._send_static("index.html")
             elif path.startswith("/static/") and path[len("/static/") :] in _STATIC_TYPES:
