@@ -2,7 +2,8 @@
 
 The store holds ordinary agent traces (tests/store/factories.py) in two experiments, a
 weather agent whose LLM spans carry GenAI-semconv messages with a tool call and its
-result (plus an assessment), and a trace whose content is HTML/script (the XSS probe).
+result (plus an assessment), a trace whose content is HTML/script (the XSS probe), and
+one trace made by the OTel SDK through the real exporter.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from store.factories import BASE_NS, make_trace
 
+from spanlake.exporter import SpanlakeSpanExporter
 from spanlake.exporter.records import Assessment, SpanEvent, SpanRecord, TokenUsage
 from spanlake.exporter.store import Store, open_store
 from spanlake.exporter.ui import UIServer, make_server
@@ -177,6 +182,47 @@ def xss_spans() -> list[SpanRecord]:
     return [root]
 
 
+def export_otel_trace(store: Store) -> str:
+    """A trace made by the OTel SDK and written by the real exporter (the mapping moves
+    ``gen_ai.input/output.messages`` into the span's inputs/outputs); returns its id."""
+    exporter = SpanlakeSpanExporter(store, experiment="otel")
+    provider = TracerProvider(resource=Resource.create({"service.name": "otel-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("ui-tests")
+    asked = [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": "call_9",
+                    "name": "lookup_order",
+                    "arguments": {"order_id": 42},
+                }
+            ],
+            "finish_reason": "tool_calls",
+        }
+    ]
+    with tracer.start_as_current_span("otel_agent") as root:
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 11,
+                "gen_ai.usage.output_tokens": 4,
+                "gen_ai.input.messages": _json(
+                    [{"role": "user", "parts": [{"type": "text", "content": "Where is #42?"}]}]
+                ),
+                "gen_ai.output.messages": _json(asked),
+            },
+        ):
+            pass
+    provider.shutdown()
+    return f"{root.get_span_context().trace_id:032x}"
+
+
 def seed(store: Store) -> None:
     spans: list[SpanRecord] = []
     for n in range(3):
@@ -185,6 +231,7 @@ def seed(store: Store) -> None:
     spans += make_trace(4, experiment="other", name="billing_agent")
     spans += weather_spans() + xss_spans()
     store.write_spans(spans)
+    export_otel_trace(store)
     store.log_assessment(
         Assessment(trace_id=WEATHER_TRACE, name="helpful", value=True, rationale="answered")
     )

@@ -22,7 +22,7 @@ from spanlake.exporter.ui.server import MAX_PAGE
 
 from .conftest import PROD_TRACES, WEATHER_TRACE, Served, seed
 
-ALL_TRACES = 7
+ALL_TRACES = 8
 CLI = [sys.executable, "-c", "import sys; from spanlake.exporter.cli import main; sys.exit(main())"]
 
 
@@ -47,7 +47,7 @@ def get_json(served: Served, path: str, **params: Any) -> tuple[int, Any]:
 def test_experiments(ui_server: Served) -> None:
     status, body = get_json(ui_server, "/api/experiments")
     assert status == 200
-    assert sorted(e["name"] for e in body["experiments"]) == ["exp", "other", "weather"]
+    assert sorted(e["name"] for e in body["experiments"]) == ["exp", "otel", "other", "weather"]
     assert body["experiments"][0].keys() == {"experiment_id", "name", "created_time_ms", "tags"}
     assert body["default_experiment"] is None
 

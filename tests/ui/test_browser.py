@@ -34,6 +34,7 @@ ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 10_000
+ALL_TRACES = 8
 EXPECTED_HTTP_ERROR = "Failed to load resource: the server responded with a status of 4"
 
 
@@ -79,7 +80,7 @@ def wait_rows(page: Any, count: int) -> None:
 
 
 def test_list_shows_every_trace(page: Any, ui_server: Served) -> None:
-    wait_rows(page, 7)
+    wait_rows(page, ALL_TRACES)
     weather = page.locator(f'tr[data-trace-id="{WEATHER_TRACE}"]')
     sync_api.expect(weather.locator(".trace-name")).to_have_text("weather_agent")
     sync_api.expect(weather.locator(".tokens")).to_have_text("362")
@@ -95,7 +96,7 @@ def test_list_shows_every_trace(page: Any, ui_server: Served) -> None:
 
 
 def test_search_narrows_the_list(page: Any) -> None:
-    wait_rows(page, 7)
+    wait_rows(page, ALL_TRACES)
     page.fill("#search", "tags.env = 'prod'")
     page.press("#search", "Enter")
     wait_rows(page, 3)
@@ -110,7 +111,7 @@ def test_search_narrows_the_list(page: Any) -> None:
 
 
 def test_bad_filter_shows_the_filter_error(page: Any) -> None:
-    wait_rows(page, 7)
+    wait_rows(page, ALL_TRACES)
     page.fill("#search", "bogus = 1")
     page.press("#search", "Enter")
     sync_api.expect(page.locator("#error")).to_contain_text("unknown field 'bogus'")
@@ -161,7 +162,21 @@ def test_trace_detail_tree_span_and_chat(page: Any) -> None:
     sync_api.expect(page.locator("#chat")).to_have_count(0)
 
     page.click("#back")
-    wait_rows(page, 7)
+    wait_rows(page, ALL_TRACES)
+
+
+def test_exporter_written_llm_span_shows_its_chat(page: Any) -> None:
+    """Through the real exporter the messages arrive as the span's inputs/outputs."""
+    page.locator(
+        "#trace-list tbody tr", has=page.locator(".trace-name", has_text="otel_agent")
+    ).click()
+    sync_api.expect(page.locator("#trace-tokens")).to_contain_text("15 (in 11 / out 4)")
+    page.locator("#span-tree .span-row", has_text="chat gpt-4o-mini").click()
+    sync_api.expect(page.locator("#span-model")).to_have_text("gpt-4o-mini")
+    sync_api.expect(page.locator("#span-tokens")).to_contain_text("15 (in 11 / out 4)")
+    sync_api.expect(page.locator("#chat .chat-text")).to_have_text("Where is #42?")
+    sync_api.expect(page.locator("#chat .tool-call .tool-name")).to_have_text("lookup_order")
+    sync_api.expect(page.locator("#chat .tool-call pre")).to_contain_text('"order_id": 42')
 
 
 def test_trace_link_opens_directly_and_unknown_trace_says_so(page: Any, ui_server: Served) -> None:
