@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from spanlake.exporter.store import open_store
+from spanlake.exporter.ui import make_server
 from spanlake.exporter.ui.server import MAX_PAGE
 
 from .conftest import PROD_TRACES, WEATHER_TRACE, Served, seed
@@ -218,3 +220,24 @@ def test_cli_port_in_use_is_a_one_line_error(ui_server: Served, tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.startswith(f"spanlake: error: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["parquet", "delta"])
+def test_lake_stores_serve_the_same_api(tmp_path: Path, backend: str) -> None:
+    with open_store(f"{backend}:///{tmp_path / 'lake'}") as store:
+        seed(store)
+        server = make_server(store, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            served = Served(server.url, store, server)
+            _, prod = get_json(served, "/api/traces", filter="tags.env = 'prod'")
+            assert {t["trace_id"] for t in prod["traces"]} == PROD_TRACES
+            status, body = get_json(served, f"/api/traces/{WEATHER_TRACE}")
+            assert status == 200 and len(body["spans"]) == 4
+            status, _ = get_json(served, "/api/traces", filter="tags.env =")
+            assert status == 400
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
