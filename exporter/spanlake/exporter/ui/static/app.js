@@ -227,8 +227,9 @@ function renderTrace(trace) {
     if (!children.has(parent)) children.set(parent, []);
     children.get(parent).push(s);
   }
-  const start = Math.min(...spans.map((s) => s.start_time_ns));
-  const end = Math.max(...spans.map((s) => s.end_time_ns || s.start_time_ns));
+  // reduce, not Math.min(...spans): a spread of a huge trace overflows the call stack.
+  const start = spans.reduce((m, s) => Math.min(m, s.start_time_ns), Infinity);
+  const end = spans.reduce((m, s) => Math.max(m, s.end_time_ns || s.start_time_ns), -Infinity);
   const total = Math.max(end - start, 1);
   const tree = clear($("span-tree"));
   const rows = [];
@@ -241,12 +242,13 @@ function renderTrace(trace) {
   walk(null, 0);
   append(tree, rows);
   if (spans.length) selectSpan(children.get(null)[0], start);
-  tree.addEventListener("click", (ev) => {
+  // One handler per shown trace (assigned, not added, so no earlier trace's handler stays).
+  tree.onclick = (ev) => {
     const row = ev.target.closest(".span-row");
     if (!row) return;
     const span = spans.find((s) => s.span_id === row.getAttribute("data-span-id"));
     if (span) selectSpan(span, start);
-  });
+  };
 }
 
 function assessments(list) {
