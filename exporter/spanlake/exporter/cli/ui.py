@@ -36,6 +36,12 @@ def _run(args: argparse.Namespace) -> int:
             server = make_server(store, args.host, args.port, args.experiment)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+        if not server.loopback_only:
+            print(
+                f"spanlake ui: warning: no authentication; anyone who can reach "
+                f"{args.host}:{server.server_address[1]} can read every trace",
+                file=sys.stderr,
+            )
         print(f"spanlake ui: serving {store.uri} at {server.url} (Ctrl-C to stop)", flush=True)
         try:
             server.serve_forever()
