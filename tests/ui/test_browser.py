@@ -13,16 +13,23 @@ import pytest
 
 from .conftest import PROD_TRACES, WEATHER_TRACE, XSS, XSS_TRACE, Served
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="browser tests need `pip install playwright`"
+#: CI sets this so that a missing browser fails the run instead of skipping silently.
+_REQUIRED = os.environ.get("SPANLAKE_REQUIRE_BROWSER") == "1"
+_MISSING_BROWSER = (
+    "browser tests need Chromium (`apt-get install -y chromium`) at /usr/bin/chromium "
+    "or $SPANLAKE_CHROMIUM"
 )
+if _REQUIRED:
+    import playwright.sync_api as sync_api
+else:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser tests need `pip install playwright`"
+    )
 CHROMIUM = os.environ.get("SPANLAKE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
-    pytest.skip(
-        "browser tests need Chromium (`apt-get install -y chromium`) at /usr/bin/chromium "
-        "or $SPANLAKE_CHROMIUM",
-        allow_module_level=True,
-    )
+    if _REQUIRED:
+        raise RuntimeError(_MISSING_BROWSER)
+    pytest.skip(_MISSING_BROWSER, allow_module_level=True)
 
 ARGS = [
     "--headless",
