@@ -178,6 +178,9 @@ def test_exporter_written_llm_span_shows_its_chat(page: Any) -> None:
         "#trace-list tbody tr", has=page.locator(".trace-name", has_text="otel_agent")
     ).click()
     sync_api.expect(page.locator("#trace-tokens")).to_contain_text("15 (in 11 / out 4)")
+    # A trace without assessments shows no assessment block and no stray "null".
+    assert page.locator("#assessments").count() == 0
+    assert "null" not in page.locator("#trace-summary").inner_text()
     page.locator("#span-tree .span-row", has_text="chat gpt-4o-mini").click()
     sync_api.expect(page.locator("#span-model")).to_have_text("gpt-4o-mini")
     sync_api.expect(page.locator("#span-tokens")).to_contain_text("15 (in 11 / out 4)")

@@ -198,7 +198,9 @@ async function showTrace(traceId) {
 function renderTrace(trace) {
   const info = trace.info;
   const u = info.token_usage || {};
-  clear($("trace-summary")).append(
+  // Our append(), not Element.append(): the DOM's turns a null child (no assessments)
+  // into the text "null".
+  append(clear($("trace-summary")), [
     el("h2", { id: "trace-title" }, info.name || info.trace_id),
     dl([
       ["Trace ID", el("span", { class: "mono" }, info.trace_id)],
@@ -217,7 +219,8 @@ function renderTrace(trace) {
       ["Tags", Object.keys(info.tags || {}).length ? el("span", { id: "trace-tags" }, tags(info.tags)) : null],
       ["Metadata", Object.keys(info.metadata || {}).length ? el("span", { id: "trace-metadata" }, tags(info.metadata)) : null],
     ]),
-    assessments(trace.assessments || []));
+    assessments(trace.assessments || []),
+  ]);
 
   const spans = trace.spans;
   const ids = new Set(spans.map((s) => s.span_id));
