@@ -93,6 +93,8 @@ STATS_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Versions after which a table handle is reopened (delta-rs checkpoints every 100).
 REOPEN_EVERY_VERSIONS = 100
+#: A handle is brought up to date (full log listing) at least this often.
+FULL_UPDATE_SECONDS = 30.0
 #: Writers' periodic merges of small trace-row files stop merging a file past this size.
 MERGE_TARGET_BYTES = 2**20
 #: commitInfo key carrying a per-append token, to recognise our own commit in the log.
@@ -124,6 +126,7 @@ class DeltaBackend(LakeBackend):
         self.storage_options = storage_options or None
         self._tables: dict[str, DeltaTable] = {}
         self._opened_at: dict[str, int] = {}  # version each handle was opened at
+        self._updated_at: dict[str, float] = {}  # monotonic time of the last update
         self._files: dict[str, tuple[int, list[str]]] = {}
         self._remote_fs: dict[str, pa_fs.FileSystem] = {}
         self._local = pa_fs.LocalFileSystem()
@@ -145,14 +148,22 @@ class DeltaBackend(LakeBackend):
         dt = self._tables.get(table)
         try:
             if dt is not None and dt.version() - self._opened_at[table] < REOPEN_EVERY_VERSIONS:
-                if self._log_exists(table, dt.version() + 1):  # else: no newer commit
+                now = time.monotonic()
+                # A full update now and then anyway: log cleanup may have removed the next
+                # version's file under a handle left idle for longer than the log retention.
+                if (
+                    self._log_exists(table, dt.version() + 1)
+                    or now - self._updated_at.get(table, 0.0) > FULL_UPDATE_SECONDS
+                ):
                     dt.update_incremental()
+                    self._updated_at[table] = now
                 return dt
             dt = DeltaTable(self.table_uri(table), storage_options=self.storage_options)
         except TableNotFoundError:
             return None
         self._tables[table] = dt
         self._opened_at[table] = dt.version()
+        self._updated_at[table] = time.monotonic()
         return dt
 
     def _log_exists(self, table: str, version: int) -> bool:
