@@ -211,7 +211,7 @@ class DeltaBackend(LakeBackend):
             return self._local, None
         found = self._remote_fs.get(table)
         if found is None:
-            # The open handle, not _table(): _table() asks _log_exists(), which asks us.
+            # the open handle when there is one: the filesystem needs no log update
             dt = self._tables.get(table) or self._table(table)
             assert dt is not None
             found = self._remote_fs[table] = dt.to_pyarrow_dataset().filesystem
