@@ -196,7 +196,7 @@ class DeltaBackend(LakeBackend):
         filesystem, base = self._filesystem(table)
         fragments = [
             self._format.make_fragment(
-                uri if base is None else uri[len(base) :].lstrip("/"),
+                _object_path(uri, base),
                 filesystem,
                 partition_expression=_partition_expression(uri),
             )
@@ -206,16 +206,16 @@ class DeltaBackend(LakeBackend):
 
     def _filesystem(self, table: str) -> tuple[pa_fs.FileSystem, str | None]:
         """(filesystem, URI prefix to strip): local paths as they are; object stores through
-        deltalake's own storage handler, rooted at the table."""
+        pyarrow's own filesystem for the scheme (S3 reads the usual ``AWS_*`` variables,
+        ``AWS_ENDPOINT_URL`` included), addressed as ``bucket/key``. deltalake's storage
+        handler mangled hive-partitioned paths and stalled on them."""
         if "://" not in self.root:
             return self._local, None
         found = self._remote_fs.get(table)
         if found is None:
-            # the open handle when there is one: the filesystem needs no log update
-            dt = self._tables.get(table) or self._table(table)
-            assert dt is not None
-            found = self._remote_fs[table] = dt.to_pyarrow_dataset().filesystem
-        return found, self.table_uri(table)
+            found, _ = pa_fs.FileSystem.from_uri(self.table_uri(table))
+            self._remote_fs[table] = found
+        return found, self.root.split("://", 1)[0] + "://"
 
     def _commit(self, fn: Any) -> None:
         """Run a commit, retrying conflicts with jittered exponential backoff."""
@@ -424,6 +424,14 @@ def _table_configuration(table: str) -> dict[str, str | None] | None:
     worth filtering on, not for the ~2 KB JSON columns (a sixth of a span commit's CPU)."""
     columns = STATS_COLUMNS.get(table)
     return {"delta.dataSkippingStatsColumns": ",".join(columns)} if columns else None
+
+
+def _object_path(uri: str, base: str | None) -> str:
+    """A file's path for the filesystem: local paths as they are; on object stores
+    ``bucket/key`` (file lists hold ``s3://bucket/key``, fragment paths already ``bucket/key``)."""
+    if base is None:
+        return uri
+    return urllib.parse.unquote(uri[len(base) :]) if uri.startswith(base) else uri
 
 
 def _partition_expression(uri: str) -> ds.Expression:
