@@ -181,8 +181,23 @@ class DeltaBackend(LakeBackend):
         version = dt.version()
         cached = self._files.get(table)
         if cached is None or cached[0] != version:
-            cached = self._files[table] = (version, list(dt.file_uris()))
+            uris = dt.file_uris()
+            if "://" not in self.root:
+                uris = [self._local_file(table, uri) for uri in uris]
+            cached = self._files[table] = (version, list(uris))
         return cached[1]
+
+    def _local_file(self, table: str, uri: str) -> str:
+        """The real path of a local ``file_uris()`` entry: deltalake percent-encodes the
+        table's root (``/tmp/a b`` -> ``/tmp/a%20b``) but not the hive directory names,
+        which hold their own escapes (``experiment=a%20b`` on disk), so the root is
+        swapped for ours and the partition part kept as is."""
+        segments = uri.split("/")
+        start = next(
+            (i for i, seg in enumerate(segments) if seg.startswith("experiment=")),
+            len(segments) - 1,
+        )
+        return f"{self.table_uri(table)}/{'/'.join(segments[start:])}"
 
     def dataset(
         self, table: str, paths: Sequence[str] | None = None
