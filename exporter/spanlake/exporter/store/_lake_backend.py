@@ -31,6 +31,19 @@ SCHEMAS: dict[str, pa.Schema] = {
     EXPERIMENTS: _arrow.EXPERIMENTS_SCHEMA,
 }
 PARTITIONED = frozenset({SPANS, TRACES})
+#: Low-cardinality columns worth dictionary-encoding in both backends (JSON columns are not).
+DICTIONARY_COLUMNS = (
+    "name",
+    "span_type",
+    "kind",
+    "status",
+    "model",
+    "provider",
+    "service_name",
+    "scope",
+    "state",
+    "key",
+)
 
 
 class LakeBackend(ABC):

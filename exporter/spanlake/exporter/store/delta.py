@@ -29,7 +29,12 @@ import pyarrow.fs as pa_fs
 
 from spanlake.exporter.errors import ConfigError, StoreError, TransientStoreError
 from spanlake.exporter.store._lake import LakeStore
-from spanlake.exporter.store._lake_backend import PARTITIONED, SCHEMAS, LakeBackend
+from spanlake.exporter.store._lake_backend import (
+    DICTIONARY_COLUMNS,
+    PARTITIONED,
+    SCHEMAS,
+    LakeBackend,
+)
 from spanlake.exporter.store.uri import StoreURI
 
 try:
@@ -47,19 +52,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 #: Commit attempts (each with delta-rs's own retries) before giving up on a write.
 COMMIT_ATTEMPTS = 12
-#: Low-cardinality columns worth dictionary-encoding (the JSON columns are not).
-DICTIONARY_COLUMNS = (
-    "name",
-    "span_type",
-    "kind",
-    "status",
-    "model",
-    "provider",
-    "service_name",
-    "scope",
-    "state",
-    "key",
-)
 #: Columns whose min/max/null counts go into the Delta log (engines skip files with them).
 STATS_COLUMNS: dict[str, tuple[str, ...]] = {
     "spans": (

@@ -24,23 +24,16 @@ import pyarrow.parquet as pq
 
 from spanlake.exporter.errors import ConfigError
 from spanlake.exporter.store._lake import LakeStore
-from spanlake.exporter.store._lake_backend import PARTITIONED, SCHEMAS, TRACES, LakeBackend
+from spanlake.exporter.store._lake_backend import (
+    DICTIONARY_COLUMNS,
+    PARTITIONED,
+    SCHEMAS,
+    TRACES,
+    LakeBackend,
+)
 from spanlake.exporter.store.uri import StoreURI
 
 _PARTITION_SCHEMA = pa.schema([("experiment", pa.string()), ("date", pa.string())])
-#: Low-cardinality columns worth dictionary-encoding (JSON columns are not).
-_DICTIONARY_COLUMNS = [
-    "name",
-    "span_type",
-    "kind",
-    "status",
-    "model",
-    "provider",
-    "service_name",
-    "scope",
-    "state",
-    "key",
-]
 _STATS_COLUMNS = ["trace_id", "start_time_ns", "request_time_ms"]
 TRASH = "_trash"
 ROW_GROUP_ROWS = 16_384
@@ -64,7 +57,7 @@ def _write_atomic(
                 table,
                 fh,
                 compression=compression,
-                use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in table.column_names],
+                use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
                 write_statistics=[c for c in _STATS_COLUMNS if c in table.column_names],
                 # small row groups: compacted files are sorted by trace id, so a lookup
                 # by trace id reads one group instead of the whole file
