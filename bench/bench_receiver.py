@@ -141,13 +141,22 @@ def _store_count(uri: str) -> Callable[[], int]:
     return count
 
 
-def start_spanlake(workdir: Path, scheme: str = "sqlite") -> Server:
+def start_spanlake(workdir: Path, store: str = "sqlite") -> Server:
+    """``store``: sqlite, parquet or delta; a ``-wal`` suffix adds ``--wal-dir``."""
+    scheme, _, mode = store.partition("-")
     db = workdir / "spanlake.db"
     uri = f"sqlite:///{db}" if scheme == "sqlite" else f"{scheme}:///{workdir / 'lake'}"
     grpc_port, http_port = _free_port(), _free_port()
     log = workdir / "spanlake.log"
     cmd = [sys.executable, "-m", "spanlake.exporter.receiver", "--store", uri,
            "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-level", "WARNING"]  # fmt: skip
+    if mode == "wal":
+        cmd += [
+            "--wal-dir",
+            str(workdir / "wal"),
+            "--wal-linger-ms",
+            os.environ.get("BENCH_WAL_LINGER_MS", "1000"),
+        ]
     proc = subprocess.Popen(
         _pin(cmd, "0"),
         stdout=log.open("wb"),
@@ -157,7 +166,7 @@ def start_spanlake(workdir: Path, scheme: str = "sqlite") -> Server:
     )
     _wait_http(f"http://127.0.0.1:{http_port}/health", 60, proc, log)
     return Server(
-        f"spanlake {scheme}",
+        f"spanlake {store}",
         proc,
         f"127.0.0.1:{grpc_port}",
         f"http://127.0.0.1:{http_port}/v1/traces",
@@ -393,7 +402,11 @@ def main() -> None:
     )
     parser.add_argument("--batches", type=int, default=60, help="512-span batches per spanlake run")
     parser.add_argument("--peer-batches", type=int, default=8, help="batches per peer run")
-    parser.add_argument("--stores", default="sqlite", help="spanlake stores: sqlite,parquet,delta")
+    parser.add_argument(
+        "--stores",
+        default="sqlite",
+        help="spanlake stores: sqlite,parquet,delta (a -wal suffix, e.g. delta-wal: --wal-dir)",
+    )
     parser.add_argument("--peers", action="store_true", help="also MLflow server and Phoenix")
     parser.add_argument("--peer-venv", default="/work/bench-venv-h5")
     parser.add_argument("--settle", type=float, default=30.0)
@@ -424,7 +437,7 @@ def main() -> None:
     plan: list[tuple[str, Callable[[Path], Server], list[str], int]] = [
         (
             f"spanlake {scheme}",
-            functools.partial(start_spanlake, scheme=scheme),
+            functools.partial(start_spanlake, store=scheme),
             ["grpc", "http"],
             args.batches,
         )

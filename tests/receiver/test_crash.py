@@ -21,7 +21,12 @@ from spanlake.exporter.store import open_store
 
 
 def _start(
-    uri: str, grpc_port: int, http_port: int, log: Path, console_script: bool = False
+    uri: str,
+    grpc_port: int,
+    http_port: int,
+    log: Path,
+    console_script: bool = False,
+    extra: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     script = Path(sys.executable).parent / "spanlake"
     if console_script and script.exists():
@@ -32,7 +37,7 @@ def _start(
         [
             *command,
             "--store", uri, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-            "--log-level", "WARNING",
+            "--log-level", "WARNING", *(extra or []),
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

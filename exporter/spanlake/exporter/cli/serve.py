@@ -15,7 +15,7 @@ ENV_STORE = "SPANLAKE_STORE"
 ENV_EXPERIMENT = "SPANLAKE_EXPERIMENT"
 DEFAULT_STORE = "sqlite:///spanlake.db"
 
-_DESCRIPTION = "Run the OTLP receiver (gRPC 4317, HTTP 4318) in front of a store: spans are\nacknowledged once durable in the store."
+_DESCRIPTION = "Run the OTLP receiver (gRPC 4317, HTTP 4318) in front of a store: spans are\nacknowledged once durable in the store (or in the write-ahead log, with --wal-dir)."
 _EPILOG = """\
 Point any OTLP exporter at it, e.g.
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
@@ -59,6 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--retry-after", type=int, default=1, help="seconds clients are told to wait when busy"
     )
+    wal = parser.add_argument_group("write-ahead log (large store commits for any sender)")
+    wal.add_argument(
+        "--wal-dir",
+        help="acknowledge once a request is fsynced to a log here; store it in large batches "
+        "in the background (replayed after a crash). Off by default: acknowledge once stored",
+    )
+    wal.add_argument(
+        "--wal-linger-ms",
+        type=float,
+        default=1000,
+        help="how long the writer waits to fill a batch (default 1000; rows become visible "
+        "in the store this much later)",
+    )
+    wal.add_argument(
+        "--wal-max-queued-spans",
+        type=int,
+        default=32768,
+        help="acknowledged spans held in memory until stored (past it: 429 / retry later)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
 
 
@@ -100,6 +119,9 @@ def handler(args: argparse.Namespace) -> int:
             max_inflight_bytes=int(args.max_inflight_mib * mib),
             max_connections=args.max_connections,
             retry_after_s=args.retry_after,
+            wal_dir=args.wal_dir,
+            wal_linger_s=args.wal_linger_ms / 1000,
+            wal_max_queued_spans=args.wal_max_queued_spans,
         )
         store = open_store(args.store or os.environ.get(ENV_STORE) or DEFAULT_STORE)
     except (ConfigError, ValueError) as exc:

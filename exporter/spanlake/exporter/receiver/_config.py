@@ -33,6 +33,13 @@ class ReceiverConfig:
     retry_after_s: int = 1
     #: Largest number of spans the writer commits in one store call (group commit).
     max_write_batch_spans: int = 8192
+    #: Write-ahead log directory: acknowledge once logged and fsynced, store in large
+    #: batches in the background (see ``_wal``). None: acknowledge once in the store.
+    wal_dir: str | None = None
+    #: Log mode: how long the writer waits for a full batch after the oldest request.
+    wal_linger_s: float = 1.0
+    #: Log mode: spans acknowledged but not yet stored, held in memory (past it: 429).
+    wal_max_queued_spans: int = 32768
     grpc_workers: int = 16
     #: Idle / slow-client socket timeout of HTTP connections.
     http_timeout_s: float = 30.0
@@ -45,5 +52,7 @@ class ReceiverConfig:
         for name in ("max_request_bytes", "max_inflight_requests", "max_inflight_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.wal_linger_s < 0 or self.wal_max_queued_spans <= 0:
+            raise ValueError("wal_linger_s must be >= 0 and wal_max_queued_spans positive")
         if self.max_inflight_bytes < self.max_request_bytes:
             raise ValueError("max_inflight_bytes must be at least max_request_bytes")

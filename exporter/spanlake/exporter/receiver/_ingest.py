@@ -37,6 +37,7 @@ from spanlake.exporter.receiver._errors import (
     Unavailable,
 )
 from spanlake.exporter.receiver._metrics import Metrics
+from spanlake.exporter.receiver._wal import Entry, WriteAheadLog
 from spanlake.exporter.records import SpanRecord
 from spanlake.exporter.store.base import Store
 
@@ -106,22 +107,42 @@ class Gate:
 
 
 class _Job:
-    __slots__ = ("done", "error", "records")
+    __slots__ = ("done", "entry", "error", "queued_at", "records")
 
-    def __init__(self, records: Sequence[SpanRecord]) -> None:
+    def __init__(self, records: Sequence[SpanRecord], entry: Entry | None = None) -> None:
         self.records = records
+        self.entry = entry  # the request in the write-ahead log (log mode)
+        self.queued_at = time.monotonic()
         self.done = threading.Event()
         self.error: ReceiverError | None = None
 
 
 class Writer:
-    """One thread committing the waiting requests together (group commit)."""
+    """One thread committing the waiting requests together (group commit).
 
-    def __init__(self, store: Store, config: ReceiverConfig, metrics: Metrics) -> None:
+    Without a write-ahead log a request waits in :meth:`write` until the store call that
+    holds it returned. With one (:meth:`enqueue`) the request was acknowledged when logged;
+    the thread lingers up to ``wal_linger_s`` to fill a large batch, retries transient
+    store failures until they pass (the log keeps the data meanwhile), and then lets the
+    log drop what is stored.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: ReceiverConfig,
+        metrics: Metrics,
+        wal: WriteAheadLog | None = None,
+        replay: Callable[[Entry], list[SpanRecord]] | None = None,
+    ) -> None:
         self._store = store
         self._max_batch = config.max_write_batch_spans
         self._retry_after = config.retry_after_s
+        self._linger = config.wal_linger_s
+        self._max_queued = config.wal_max_queued_spans
         self._metrics = metrics
+        self._wal = wal
+        self._replay = replay
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._closed = False
@@ -133,15 +154,32 @@ class Writer:
         if not records:
             return
         job = _Job(records)
+        self._put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    def reserve(self, spans: int) -> None:
+        """Refuse (Overloaded) a request the in-memory queue has no room for (log mode),
+        before anything is logged."""
+        queued = self._metrics.write_queue_spans
+        if queued and queued + spans > self._max_queued:
+            raise Overloaded(
+                f"receiver busy ({queued} spans waiting for the store); retry later",
+                self._retry_after,
+            )
+
+    def enqueue(self, records: Sequence[SpanRecord], entry: Entry) -> None:
+        """Queue a request already durable in the write-ahead log (returns at once)."""
+        self._put(_Job(records, entry))
+
+    def _put(self, job: _Job) -> None:
         with self._cond:
             if self._closed:
                 raise Unavailable("the receiver is shutting down", self._retry_after)
             self._jobs.append(job)
-            self._metrics.write_queue_spans += len(records)
+            self._metrics.write_queue_spans += len(job.records)
             self._cond.notify()
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
 
     def close(self, timeout: float) -> None:
         """Commit what is queued, then stop the thread."""
@@ -149,22 +187,41 @@ class Writer:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout)
+        if self._wal is not None and not self._thread.is_alive():
+            self._wal.close()
 
     def _run(self) -> None:
+        if self._wal is not None and not self._replay_log():
+            return
         while True:
             with self._cond:
                 while not self._jobs and not self._closed:
                     self._cond.wait()
                 if not self._jobs:
                     return
+                if self._wal is not None:
+                    self._linger_for_batch()
                 batch = [self._jobs.popleft()]
                 size = len(batch[0].records)
                 while self._jobs and size + len(self._jobs[0].records) <= self._max_batch:
                     job = self._jobs.popleft()
                     batch.append(job)
                     size += len(job.records)
+            if self._wal is None:
+                self._commit(batch)
+            elif not self._store_logged(batch):
+                return  # closing with the store still failing: the log keeps the rest
+            with self._cond:
                 self._metrics.write_queue_spans -= size
-            self._commit(batch)
+
+    def _linger_for_batch(self) -> None:
+        """(Lock held.) Wait, up to the linger from the oldest request, for a full batch."""
+        deadline = self._jobs[0].queued_at + self._linger
+        while not self._closed and self._metrics.write_queue_spans < self._max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _commit(self, batch: list[_Job]) -> None:
         records = batch[0].records if len(batch) == 1 else [r for j in batch for r in j.records]
@@ -191,6 +248,68 @@ class Writer:
             job.error = error
             job.done.set()
 
+    # -- write-ahead log mode -------------------------------------------------------------
+    def _replay_log(self) -> bool:
+        """Store what a previous run acknowledged (batched like live requests); False if
+        closing interrupted it."""
+        assert self._wal is not None and self._replay is not None
+        batch: list[_Job] = []
+        size = replayed = 0
+        for entry in self._wal.recovered():
+            try:
+                records = self._replay(entry)
+            except Exception:
+                logger.exception("write-ahead log entry %d cannot be decoded", entry.seq)
+                path = self._wal.quarantine(entry)
+                logger.error("kept it in %s", path)
+                continue
+            batch.append(_Job(records, entry))
+            size += len(records)
+            replayed += 1
+            if size >= self._max_batch:
+                if not self._store_logged(batch):
+                    return False
+                batch, size = [], 0
+        if batch and not self._store_logged(batch):
+            return False
+        if replayed:
+            logger.info("write-ahead log: %d acknowledged request(s) replayed", replayed)
+        return True
+
+    def _store_logged(self, batch: list[_Job]) -> bool:
+        """Write logged requests to the store, retrying transient failures with backoff;
+        a request the store refuses for good is quarantined. False only when closing
+        while the store still fails (the log keeps the batch for the next start)."""
+        assert self._wal is not None
+        records = [r for job in batch for r in job.records]
+        delay = 0.05
+        while True:
+            try:
+                new = self._store.write_spans(records) if records else 0
+            except (TransientStoreError, OSError) as exc:
+                self._metrics.count_store_error()
+                logger.warning("transient store error, retrying in %.2fs: %s", delay, exc)
+                with self._cond:
+                    if self._closed:
+                        return False
+                    self._cond.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            except Exception:
+                if len(batch) > 1:
+                    return all(self._store_logged([job]) for job in batch)
+                self._metrics.count_store_error()
+                entry = batch[0].entry
+                assert entry is not None
+                logger.exception("the store refused %d logged spans for good", len(records))
+                logger.error("kept the request in %s", self._wal.quarantine(entry))
+            else:
+                self._metrics.count_write(len(records), new)
+            last = batch[-1].entry
+            assert last is not None
+            self._wal.stored(last.seq)
+            return True
+
 
 @dataclass(slots=True)
 class Ticket:
@@ -214,7 +333,8 @@ class Ingestor:
         self.config = config
         self.metrics = metrics
         self.gate = Gate(config, metrics)
-        self.writer = Writer(store, config, metrics)
+        self.wal = WriteAheadLog(config.wal_dir) if config.wal_dir else None
+        self.writer = Writer(store, config, metrics, self.wal, self._replay)
 
     @contextmanager
     def admit(self, nbytes: int) -> Iterator[Ticket]:
@@ -248,9 +368,28 @@ class Ingestor:
         del data
         seen = len(decoded.spans) + decoded.rejected
         records = self._map(decoded, override)
-        self.metrics.count_spans(seen, decoded.rejected)
-        self.writer.write(records)
+        if self.wal is None:
+            self.metrics.count_spans(seen, decoded.rejected)
+            self.writer.write(records)
+        elif records:
+            self.writer.reserve(len(records))
+            try:
+                seq = self.wal.append(fmt, encoding, experiment, body)
+            except OSError as exc:
+                raise Unavailable(
+                    f"write-ahead log unavailable: {exc}", self.config.retry_after_s
+                ) from exc
+            self.metrics.count_spans(seen, decoded.rejected)
+            self.writer.enqueue(records, Entry(seq, fmt, encoding, experiment, body))
+        else:
+            self.metrics.count_spans(seen, decoded.rejected)
         return Outcome(decoded.rejected, decoded.error_message)
+
+    def _replay(self, entry: Entry) -> list[SpanRecord]:
+        """A logged request's records, by the same steps as when it was received."""
+        override = _experiment_override(entry.experiment)
+        data = decompress(entry.body, entry.encoding, self.config.max_request_bytes)
+        return self._map(_DECODERS[entry.fmt](data), override)
 
     def export(
         self, fmt: Format, body: bytes, encoding: str = "", experiment: str | None = None
