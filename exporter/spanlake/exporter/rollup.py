@@ -8,6 +8,7 @@ many batches, from several processes, always rolls up the same.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from spanlake.exporter.pricing import price_for
 from spanlake.exporter.records import SpanRecord, TokenUsage, TraceInfo, TraceState
 
 PREVIEW_MAX_CHARS = 1000
+#: The roll-up order: start time, then span id (ties broken the same everywhere).
+_ORDER = attrgetter("start_time_ns", "span_id")
 
 
 def rollup(
@@ -26,45 +29,66 @@ def rollup(
 ) -> TraceInfo:
     """Derive the trace record. ``experiment`` defaults to the root's (else the earliest
     span's); ``tag_overrides`` are tags set later in the store (a None value deletes a tag
-    the spans carry)."""
+    the spans carry).
+
+    Runs for every touched trace on every lake write, so it sorts once and gathers in one
+    loop; ``tests/exporter/test_rollup_reference.py`` holds it equal to the plain version."""
     if not spans:
         raise ValueError("rollup needs at least one span")
-    ordered = sorted(spans, key=lambda s: (s.start_time_ns, s.span_id))
-    roots = [s for s in ordered if s.parent_span_id is None]
-    root = roots[0] if roots else None
-
+    ordered = sorted(spans, key=_ORDER)
+    # One loop gathers everything (traces are small: per-field comprehensions would cost
+    # more in setup than in work).
+    root: SpanRecord | None = None
     tags: dict[str, str] = {}
     metadata: dict[str, str] = {}
     client_request_id: str | None = None
-    for span in ordered:
-        tags.update(span.trace_tags)
-        metadata.update(span.trace_metadata)
-        client_request_id = span.client_request_id or client_request_id
-    for key, value in (tag_overrides or {}).items():
-        if value is None:
-            tags.pop(key, None)
-        else:
-            tags[key] = value
+    models: set[str] = set()
+    providers: set[str] = set()
+    by_id: dict[str, SpanRecord] = {}
+    used: list[SpanRecord] = []
+    for s in ordered:
+        by_id[s.span_id] = s
+        if root is None and s.parent_span_id is None:
+            root = s
+        if s.trace_tags:
+            tags.update(s.trace_tags)
+        if s.trace_metadata:
+            metadata.update(s.trace_metadata)
+        if s.client_request_id:
+            client_request_id = s.client_request_id  # the latest-starting one wins
+        if s.model:
+            models.add(s.model)
+        if s.provider:
+            providers.add(s.provider)
+        if s.token_usage is not None:
+            used.append(s)
+    if tag_overrides:
+        for key, value in tag_overrides.items():
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
 
-    usage, cost = _usage_and_cost(ordered)
+    usage, cost = _usage_and_cost(used, by_id)
+    first = ordered[0]
     if root is None or root.end_time_ns is None:
         state = TraceState.IN_PROGRESS
     elif root.status == "ERROR":
         state = TraceState.ERROR
     else:
         state = TraceState.OK
-    start_ns = root.start_time_ns if root else ordered[0].start_time_ns
+    start_ns = root.start_time_ns if root else first.start_time_ns
     duration_ms = (
         (root.end_time_ns - root.start_time_ns) // 1_000_000
         if root is not None and root.end_time_ns is not None
         else None
     )
-    service = next(
-        (s.service_name for s in ([root] if root else []) + ordered if s.service_name), None
-    )
+    service = root.service_name if root else None
+    if not service:
+        service = next((name for s in ordered if (name := s.service_name)), None)
     return TraceInfo(
-        trace_id=ordered[0].trace_id,
-        experiment=experiment or (root or ordered[0]).experiment,
+        trace_id=first.trace_id,
+        experiment=experiment or (root or first).experiment,
         name=root.name if root else None,
         state=state,
         request_time_ms=start_ns // 1_000_000,
@@ -76,26 +100,36 @@ def rollup(
         token_usage=usage,
         cost_usd=cost,
         span_count=len(ordered),
-        models=sorted({s.model for s in ordered if s.model}),
-        providers=sorted({s.provider for s in ordered if s.provider}),
+        models=sorted(models),
+        providers=sorted(providers),
         service_name=service,
         client_request_id=client_request_id,
     )
 
 
-def _usage_and_cost(spans: Sequence[SpanRecord]) -> tuple[TokenUsage, float | None]:
-    """Sum usage of spans whose ancestors carry none (a framework's LLM span wrapping the
-    SDK's is counted once); cost only where the model's price is known."""
-    by_id = {s.span_id: s for s in spans}
+def _usage_and_cost(
+    used: Sequence[SpanRecord], by_id: Mapping[str, SpanRecord]
+) -> tuple[TokenUsage, float | None]:
+    """Sum usage of spans (``used``: those with usage, in roll-up order) whose ancestors
+    carry none (a framework's LLM span wrapping the SDK's is counted once); cost only
+    where the model's price is known. ``by_id``: every span of the trace by id."""
     total = TokenUsage()
     cost: float | None = None
-    for span in spans:
-        if span.token_usage is None or _ancestor_has_usage(span, by_id):
+    for span in used:
+        usage = span.token_usage
+        if usage is None:
             continue
-        total.add(span.token_usage)
-        price = price_for(span.model) if span.model else None
-        if price is not None:
-            cost = (cost or 0.0) + price.cost(span.token_usage)
+        # the parent inline (most spans are a root's children), the walk beyond it
+        pid = span.parent_span_id
+        parent = by_id.get(pid) if pid is not None else None
+        if parent is not None and (
+            parent.token_usage is not None
+            or (parent.parent_span_id is not None and _ancestor_has_usage(parent, by_id))
+        ):
+            continue
+        total.add(usage)
+        if span.model and (price := price_for(span.model)) is not None:
+            cost = (cost or 0.0) + price.cost(usage)
     return total, (round(cost, 10) if cost is not None else None)
 
 
@@ -116,6 +150,18 @@ def preview(json_text: str | None, role: str) -> str | None:
     ``role``; otherwise the value itself. Capped at :data:`PREVIEW_MAX_CHARS`."""
     if json_text is None:
         return None
+    if (
+        json_text[:1] == "{"
+        and "\\u" not in json_text
+        and '"messages"' not in json_text
+        and '"input"' not in json_text
+        and '"output"' not in json_text
+        and '"choices"' not in json_text
+    ):
+        # Fast path: an object (or invalid JSON) without any key _messages looks for. With
+        # no \u escape a key is spelled verbatim in the text, so the preview is the text
+        # itself, exactly what the parse below would come to.
+        return json_text[:PREVIEW_MAX_CHARS]
     try:
         value = orjson.loads(json_text)
     except orjson.JSONDecodeError:

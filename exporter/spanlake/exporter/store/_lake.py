@@ -184,17 +184,25 @@ class LakeStore(Store):
 
     # -- trace rows ----------------------------------------------------------------------
     def _tag_overrides(self, trace_id: str) -> tuple[dict[str, str | None], int]:
-        log = sorted(self._overrides.get(trace_id, ()), key=lambda e: (e[0], e[1]))
+        entries = self._overrides.get(trace_id)
+        if not entries:
+            return {}, 0
+        log = sorted(entries, key=lambda e: (e[0], e[1]))
         return {key: value for _, key, value in log}, len(log)
 
     def _rollups(self, trace_ids: Iterable[str]) -> dict[str, tuple[int, int, TraceInfo]]:
         """trace id -> (spans rolled up, tag overrides applied, record)."""
         out: dict[str, tuple[int, int, TraceInfo]] = {}
+        held = self._spans.spans
+        has_overrides = self._overrides
         for trace_id in sorted(trace_ids):
-            spans = list(self._spans.spans(trace_id).values())
+            spans = held(trace_id)
             if spans:
-                overrides, n_overrides = self._tag_overrides(trace_id)
-                info = rollup(spans, tag_overrides=overrides)
+                if trace_id in has_overrides:
+                    overrides, n_overrides = self._tag_overrides(trace_id)
+                    info = rollup(list(spans.values()), tag_overrides=overrides)
+                else:
+                    n_overrides, info = 0, rollup(list(spans.values()))
                 out[trace_id] = (len(spans), n_overrides, info)
         return out
 
