@@ -3,6 +3,7 @@ bounded caches, compaction/vacuum, and other engines reading the files directly.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 from pathlib import Path
@@ -140,6 +141,23 @@ def test_replay_from_a_fresh_process_is_idempotent(backend: str, tmp_path: Path)
         assert store.write_spans(spans[::-1]) == 0
         assert isinstance(store, LakeStore)
         assert store.count_spans() == 20
+
+
+@pytest.mark.parametrize("backend", LAKES)
+def test_a_span_repeated_in_a_batch_keeps_its_first_copy_and_place(
+    backend: str, tmp_path: Path
+) -> None:
+    spans = make_traces(0, 2)
+    again = dataclasses.replace(spans[1], name="second copy")
+    batch = [spans[0], spans[1], *spans[2:5], again, *spans[5:]]
+    with open_store(uri_for(backend, tmp_path)) as store:
+        assert isinstance(store, LakeStore)
+        assert store.write_spans(batch) == len(spans)
+        stored = store.backend.dataset(SPANS)
+        assert stored is not None
+        rows = stored.to_table(columns=["span_id", "name"]).to_pylist()
+    assert [r["span_id"] for r in rows] == [s.span_id for s in spans]
+    assert [r["name"] for r in rows] == [s.name for s in spans]
 
 
 @pytest.mark.parametrize("backend", LAKES)

@@ -237,9 +237,12 @@ class LakeStore(Store):
             return result
 
     def _write_spans(self, spans: Sequence[SpanRecord]) -> int:
-        batch: dict[tuple[str, str], SpanRecord] = {}
-        for s in spans:
-            batch.setdefault((s.trace_id, s.span_id), s)
+        keys = [(s.trace_id, s.span_id) for s in spans]
+        batch = dict(zip(keys, spans, strict=True))
+        if len(batch) != len(spans):  # a span repeated within the batch: the first wins
+            batch = {}
+            for key, s in zip(keys, spans, strict=True):
+                batch.setdefault(key, s)
         touched = {trace_id for trace_id, _ in batch}
         cache, traces = self._spans, self._traces
         self._ensure_experiments({s.experiment for s in batch.values()})
@@ -247,7 +250,8 @@ class LakeStore(Store):
         traces.refresh()
         cache.load(touched, traces.best_count)
         self._refresh_small(TAG_OVERRIDES)
-        new = [s for (t, sid), s in batch.items() if sid not in cache.spans(t)]
+        held = {t: cache.spans(t) for t in touched}
+        new = [s for (t, sid), s in batch.items() if sid not in held[t]]
         with_new = {s.trace_id for s in new}
         rolled: dict[str, tuple[int, int, TraceInfo]] = {}
         if new:

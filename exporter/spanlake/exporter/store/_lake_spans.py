@@ -205,9 +205,11 @@ class SpanCache:
         light copies. Then bound the cache (LRU)."""
         for trace_id in trace_ids:
             known = self._known[trace_id]
-            if any(s.parent_span_id is None for s in known.spans.values()):
-                self._known_spans -= len(known.spans)
-                del self._known[trace_id]
+            for s in known.spans.values():
+                if s.parent_span_id is None:  # the root is in
+                    self._known_spans -= len(known.spans)
+                    del self._known[trace_id]
+                    break
             else:
                 known.spans = {k: _light(s) for k, s in known.spans.items()}
         while self._known_spans > CACHE_MAX_SPANS and self._known:
