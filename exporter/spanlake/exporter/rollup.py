@@ -172,20 +172,24 @@ def preview(json_text: str | None, role: str) -> str | None:
     return text[:PREVIEW_MAX_CHARS]
 
 
+def _is_chat(value: list[Any]) -> bool:
+    """A non-empty list of objects that all carry a role."""
+    if not value:
+        return False
+    for m in value:
+        if not isinstance(m, dict) or "role" not in m:
+            return False
+    return True
+
+
 def _messages(value: Any) -> list[Any] | None:
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(m, dict) and "role" in m for m in value)
-    ):
-        return value
+    if isinstance(value, list):
+        return value if _is_chat(value) else None
     if isinstance(value, dict):
         for key in ("messages", "input", "output"):
             inner = value.get(key)
-            if isinstance(inner, list):
-                found = _messages(inner)
-                if found:
-                    return found
+            if isinstance(inner, list) and _is_chat(inner):
+                return inner
         choices = value.get("choices")
         if isinstance(choices, list):
             return [
