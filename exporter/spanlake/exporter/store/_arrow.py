@@ -353,7 +353,7 @@ def traces_to_table(
         list(override_counts),
         [computed_time_ns] * len(infos),
         [i.experiment for i in infos],
-        [utc_date(i.request_time_ms * 1_000_000) for i in infos],
+        _utc_dates([i.request_time_ms * 1_000_000 for i in infos]),
     ]
     arrays = [
         col if isinstance(col, pa.Array) else pa.array(col, f.type)

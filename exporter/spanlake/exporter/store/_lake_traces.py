@@ -85,7 +85,8 @@ class TraceRows:
     def best_count(self, trace_id: str) -> int | None:
         """Spans in the winning row of a trace (None: no row). Writers only: the lookup
         dict is built lazily so that readers never pay for it."""
-        self._sync_best()
+        if self._count_pending:  # called per touched trace: skip the call when in sync
+            self._sync_best()
         found = self._best.get(trace_id)
         return None if found is None else found[1]
 
