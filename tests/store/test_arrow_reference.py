@@ -132,11 +132,16 @@ def test_realistic_batches_equal_reference() -> None:
     spans = [s for n in range(60) for s in make_trace(n, llm_calls=1 + n % 3, tags={"a": "b"})]
     spans[1].attributes["note"] = "héllo ✓ 😀"  # non-ASCII: the same UTF-8 either way
     spans[2].events[0].attributes["note"] = "ünïcode"
+    spans[0].trace_metadata["user"] = "zoë"
     table = _arrow.spans_to_table(spans)
     assert table.schema == _arrow.SPANS_SCHEMA
     assert table.column("attributes").to_pylist() == [
         orjson.dumps(s.attributes).decode() for s in spans
     ]
+    for column in ("resource", "trace_tags", "trace_metadata"):
+        assert table.column(column).to_pylist() == [
+            orjson.dumps(v).decode() if (v := getattr(s, column)) else None for s in spans
+        ]
     events = [ref_events_json(s.events) if s.events else None for s in spans]
     assert table.column("events").to_pylist() == [e.decode() if e else None for e in events]
     assert table.column("date").to_pylist() == [_arrow.utc_date(s.start_time_ns) for s in spans]

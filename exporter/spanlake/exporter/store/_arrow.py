@@ -173,6 +173,10 @@ def _utc_dates(times_ns: list[int]) -> list[str]:
 
 
 def dumps(value: Any) -> str:
+    """JSON text. Decoded at once on purpose: an orjson ``bytes`` result holds a 4 KB+
+    allocation whatever its length (orjson 3.13), so code keeping many of them (a batch's
+    columns) faulted in megabytes of fresh pages per batch; an exact-size str costs a copy
+    and saves several times that (the column's UTF-8 is the same)."""
     return _dumps_bytes(value).decode()
 
 
@@ -182,18 +186,6 @@ def _dumps_bytes(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
-
-
-def _json_array(values: list[bytes | None]) -> pa.Array:
-    # orjson emits valid UTF-8: build binary and view it as string (no re-validation).
-    return pa.array(values, pa.binary()).view(pa.string())
-
-
-#: Columns built from JSON bytes. The big per-span JSON (attributes, events) is decoded to
-#: str at once instead: orjson's bytes hold allocations several times their length (8 KB
-#: for a 2 KB attributes object), so keeping a batch of them faults in megabytes of fresh
-#: pages every batch; exact-size str cost a copy and save more (same UTF-8 in the column).
-_JSON_COLUMNS = frozenset({"resource", "trace_tags", "trace_metadata"})
 
 
 def _events_json(events: Sequence[SpanEvent]) -> bytes:
@@ -208,9 +200,8 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
     """SpanRecords -> one Arrow table in :data:`SPANS_SCHEMA` (columnar build: the hot path).
 
     One list comprehension per column (faster in CPython than one loop appending to many
-    lists); JSON encoded with orjson (see :data:`_JSON_COLUMNS` on bytes vs str);
-    per-process dicts (the resource) encoded once per distinct object."""
-    dumps = _dumps_bytes
+    lists); JSON encoded with orjson, kept as str (see :func:`dumps`); per-process dicts
+    (the resource) encoded once per distinct object."""
     # Spans of one process share their resource dict: encode each distinct one once.
     resources = [s.resource for s in spans]
     resource_ids = [id(r) for r in resources]
@@ -240,7 +231,7 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [u.cache_read_input_tokens if u else None for u in usages],
         [u.cache_creation_input_tokens if u else None for u in usages],
         [u.reasoning_output_tokens if u else None for u in usages],
-        [dumps(s.attributes).decode() for s in spans],
+        [dumps(s.attributes) for s in spans],
         [_events_json(e).decode() if (e := s.events) else None for s in spans],
         [resource_json[k] for k in resource_ids],
         [services[k] for k in resource_ids],
@@ -251,10 +242,7 @@ def spans_to_table(spans: Sequence[SpanRecord]) -> pa.Table:
         [s.experiment for s in spans],
         _utc_dates(start),
     ]
-    arrays = [
-        _json_array(col) if f.name in _JSON_COLUMNS else pa.array(col, f.type)
-        for col, f in zip(columns, SPANS_SCHEMA, strict=True)
-    ]
+    arrays = [pa.array(col, f.type) for col, f in zip(columns, SPANS_SCHEMA, strict=True)]
     return pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA)
 
 
