@@ -284,6 +284,20 @@ def test_delta_vacuum_runs_after_compaction(tmp_path: Path) -> None:
         assert len(store.search_traces().traces) == 3
 
 
+def test_delta_compaction_checkpoints_every_table(tmp_path: Path) -> None:
+    """Readers start from a checkpoint at the latest version, not a replay of the log."""
+    with open_store(uri_for("delta", tmp_path)) as store:
+        for n in range(3):
+            store.write_spans(make_trace(n))
+        store.set_trace_tag(trace_id_for(1), "k", "v")
+        maintenance.compact(store)
+    for table in ("spans", "traces", "tag_overrides", "experiments"):
+        log = tmp_path / "lake" / table / "_delta_log"
+        version = DeltaTable(str(tmp_path / "lake" / table)).version()
+        assert (log / f"{version:020d}.checkpoint.parquet").exists(), table
+    assert pl.read_delta(str(tmp_path / "lake" / "spans")).height == 12  # make_trace: 4 spans
+
+
 def test_other_engines_read_the_parquet_store(tmp_path: Path) -> None:
     spans = make_traces(0, 9) + make_trace(9, experiment="my exp/1")
     with open_store(uri_for("parquet", tmp_path)) as store:

@@ -393,10 +393,17 @@ class DeltaBackend(LakeBackend):
         return change[0]
 
     def optimize(self) -> None:
+        """Bin-pack the span and trace tables, then checkpoint every table: a reader
+        (Polars, Spark, delta-rs) otherwise replays up to 99 JSON commits since the last
+        automatic checkpoint (a Polars group-by over 300k compacted spans: 35 ms -> 13 ms)."""
         for table in ("spans", "traces"):
             dt = self._table(table)
             if dt is not None:
                 self._commit(lambda dt=dt: dt.optimize.compact(writer_properties=self._writer))
+        for table in ("spans", "traces", "assessments", "tag_overrides", "experiments"):
+            dt = self._table(table)
+            if dt is not None:
+                self._commit(dt.create_checkpoint)
 
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         removed: list[str] = []
