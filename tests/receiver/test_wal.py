@@ -78,6 +78,42 @@ def test_second_receiver_on_the_same_directory_takes_another_slot(tmp_path: Path
     second.close()
 
 
+def test_orphaned_slots_are_found_but_live_ones_are_not(tmp_path: Path) -> None:
+    first = WriteAheadLog(str(tmp_path / "wal"))  # slot 0
+    second = WriteAheadLog(str(tmp_path / "wal"))  # slot 1
+    first.append("protobuf", "", None, b"first")
+    second.append("protobuf", "", None, b"second")
+    assert first.orphans() == []  # slot 1's receiver is alive
+    second.close()  # it dies (a kill -9 releases the lock the same way)
+    (orphan,) = first.orphans()
+    assert orphan.slot == second.slot
+    assert [e.body for e in orphan.recovered()] == [b"second"]
+    assert first.orphans() == []  # being replayed: locked
+    orphan.close()
+    first.close()
+
+
+def test_a_receiver_restarted_alone_replays_its_crashed_neighbours_slot(
+    start_receiver: StartReceiver, tmp_path: Path
+) -> None:
+    """Two receivers shared a log directory; the one in slot 1 died with acknowledged
+    requests in its slot. The receiver that starts next (slot 0) stores them."""
+    wal_dir = str(tmp_path / "wal")
+    held = WriteAheadLog(wal_dir)  # stands in for the first receiver: slot 0
+    crashed = WriteAheadLog(wal_dir)  # slot 1
+    body = simple_request(5, seed=7, name="orphan").SerializeToString()
+    crashed.append("protobuf", "", "neighbours", body)
+    crashed.close()
+    held.close()
+    store = BlockingStore()
+    store.release.set()
+    r = start_receiver(store, wal_dir=wal_dir, wal_linger_s=0.0)
+    r.stop()
+    assert sorted(store.by_name()) == [f"orphan-{i}" for i in range(5)]
+    assert {s.experiment for s in store.spans.values()} == {"neighbours"}
+    assert not list((tmp_path / "wal" / "1").glob("seg-*.wal"))
+
+
 # -- the receiver in log mode ----------------------------------------------------------
 def test_acknowledged_requests_are_stored_in_large_batches(
     start_receiver: StartReceiver, tmp_path: Path

@@ -250,37 +250,49 @@ class Writer:
 
     # -- write-ahead log mode -------------------------------------------------------------
     def _replay_log(self) -> bool:
-        """Store what a previous run acknowledged (batched like live requests); False if
-        closing interrupted it."""
-        assert self._wal is not None and self._replay is not None
+        """Store what a previous run acknowledged, in any slot a crashed neighbour left and
+        in ours; False if closing interrupted it."""
+        assert self._wal is not None
+        for orphan in self._wal.orphans():
+            try:
+                if not self._replay_slot(orphan):
+                    return False
+            finally:
+                orphan.close()
+        return self._replay_slot(self._wal)
+
+    def _replay_slot(self, wal: WriteAheadLog) -> bool:
+        assert self._replay is not None
         batch: list[_Job] = []
         size = replayed = 0
-        for entry in self._wal.recovered():
+        for entry in wal.recovered():
             try:
                 records = self._replay(entry)
             except Exception:
                 logger.exception("write-ahead log entry %d cannot be decoded", entry.seq)
-                path = self._wal.quarantine(entry)
-                logger.error("kept it in %s", path)
+                logger.error("kept it in %s", wal.quarantine(entry))
                 continue
             batch.append(_Job(records, entry))
             size += len(records)
             replayed += 1
             if size >= self._max_batch:
-                if not self._store_logged(batch):
+                if not self._store_logged(batch, wal):
                     return False
                 batch, size = [], 0
-        if batch and not self._store_logged(batch):
+        if batch and not self._store_logged(batch, wal):
             return False
         if replayed:
-            logger.info("write-ahead log: %d acknowledged request(s) replayed", replayed)
+            logger.info(
+                "write-ahead log %s: %d acknowledged request(s) replayed", wal.slot, replayed
+            )
         return True
 
-    def _store_logged(self, batch: list[_Job]) -> bool:
+    def _store_logged(self, batch: list[_Job], wal: WriteAheadLog | None = None) -> bool:
         """Write logged requests to the store, retrying transient failures with backoff;
         a request the store refuses for good is quarantined. False only when closing
         while the store still fails (the log keeps the batch for the next start)."""
-        assert self._wal is not None
+        wal = wal or self._wal
+        assert wal is not None
         records = [r for job in batch for r in job.records]
         delay = 0.05
         while True:
@@ -297,17 +309,17 @@ class Writer:
                 continue
             except Exception:
                 if len(batch) > 1:
-                    return all(self._store_logged([job]) for job in batch)
+                    return all(self._store_logged([job], wal) for job in batch)
                 self._metrics.count_store_error()
                 entry = batch[0].entry
                 assert entry is not None
                 logger.exception("the store refused %d logged spans for good", len(records))
-                logger.error("kept the request in %s", self._wal.quarantine(entry))
+                logger.error("kept the request in %s", wal.quarantine(entry))
             else:
                 self._metrics.count_write(len(records), new)
             last = batch[-1].entry
             assert last is not None
-            self._wal.stored(last.seq)
+            wal.stored(last.seq)
             return True
 
 

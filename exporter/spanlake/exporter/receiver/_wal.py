@@ -8,10 +8,10 @@ whatever its size), so 512-span requests committed one by one ran at a third of 
 
 Layout: ``DIR/<slot>/seg-<first seq>.wal``, one slot per running receiver, held with an
 exclusive ``flock`` on ``DIR/<slot>/lock`` (a second receiver on the same directory takes
-the next slot; a restarted one takes its slot back and replays it). A segment is a run of
-frames ``<payload length u32><crc32 u32><seq u64><payload>``, the payload the request as
-received (format, content encoding, experiment header, body), so replay runs the same
-decode and mapping. A frame cut short by a crash was never acknowledged; replay stops at
+the next slot; a starting one replays its own slot and any slot whose receiver is gone).
+A segment is a run of frames ``<payload length u32><crc32 u32><seq u64><payload>``, the
+payload the request as received (format, content encoding, experiment header, body), so
+replay runs the same decode and mapping. A frame cut short by a crash was never acknowledged; replay stops at
 it. A segment is deleted once every request in it is in the store (the store dedupes on
 (trace id, span id), so replaying a request that was in fact stored is harmless).
 """
@@ -98,10 +98,13 @@ def _read_segment(path: str) -> Iterator[Entry]:
 class WriteAheadLog:
     """Append-and-fsync on the request path, replay at start, delete once stored."""
 
-    def __init__(self, directory: str, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, directory: str, segment_bytes: int = SEGMENT_BYTES, *, slot: str | None = None
+    ) -> None:
+        self._directory = directory
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
-        self.slot, self._lock_fd = _take_slot(directory)
+        self.slot, self._lock_fd = _take_slot(directory, slot)
         # every segment still holding unstored entries, oldest first
         self._segments: list[_Segment] = []
         self._next_seq = 0
@@ -117,6 +120,21 @@ class WriteAheadLog:
             self._next_seq = max(self._next_seq, last + 1)
         self._file: BinaryIO | None = None
         self._file_bytes = 0
+
+    def orphans(self) -> list[WriteAheadLog]:
+        """The other slots of the directory that hold entries and whose receiver is gone
+        (their lock is free), each locked for the caller to replay and close: a receiver
+        restarted alone also stores what a crashed neighbour acknowledged."""
+        found: list[WriteAheadLog] = []
+        for name in sorted(os.listdir(self._directory)):
+            path = os.path.join(self._directory, name)
+            if path == self.slot or not name.isdigit() or not _has_segments(path):
+                continue
+            try:
+                found.append(WriteAheadLog(self._directory, self._segment_bytes, slot=name))
+            except BlockingIOError:
+                continue  # a live receiver's slot
+        return found
 
     def recovered(self) -> Iterator[Entry]:
         """Entries left by a previous run (acknowledged, maybe not stored), oldest first."""
@@ -193,25 +211,35 @@ class WriteAheadLog:
                 self._lock_fd = -1
 
 
-def _take_slot(directory: str) -> tuple[str, int]:
-    """The first slot directory whose lock is free (``DIR/0``, ``DIR/1``, ...)."""
+def _take_slot(directory: str, only: str | None = None) -> tuple[str, int]:
+    """The first slot directory whose lock is free (``DIR/0``, ``DIR/1``, ...), or just
+    slot ``only`` (BlockingIOError if its receiver still holds it)."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the write-ahead log directory {directory}: {exc}"
         ) from exc
-    for n in range(1024):
-        slot = os.path.join(directory, str(n))
+    for name in [only] if only is not None else (str(n) for n in range(1024)):
+        slot = os.path.join(directory, name)
         os.makedirs(slot, exist_ok=True)
         fd = os.open(os.path.join(slot, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if only is not None:
+                raise
             continue
         return slot, fd
     raise ConfigError(f"no free write-ahead log slot under {directory}")
+
+
+def _has_segments(slot: str) -> bool:
+    try:
+        return any(n.startswith("seg-") and n.endswith(".wal") for n in os.listdir(slot))
+    except OSError:
+        return False
 
 
 def _fsync_dir(directory: str) -> None:
