@@ -380,8 +380,8 @@ class Ingestor:
         del data
         seen = len(decoded.spans) + decoded.rejected
         records = self._map(decoded, override)
+        self.metrics.count_spans(seen, decoded.rejected)
         if self.wal is None:
-            self.metrics.count_spans(seen, decoded.rejected)
             self.writer.write(records)
         elif records:
             self.writer.reserve(len(records))
@@ -391,10 +391,7 @@ class Ingestor:
                 raise Unavailable(
                     f"write-ahead log unavailable: {exc}", self.config.retry_after_s
                 ) from exc
-            self.metrics.count_spans(seen, decoded.rejected)
             self.writer.enqueue(records, Entry(seq, fmt, encoding, experiment, body))
-        else:
-            self.metrics.count_spans(seen, decoded.rejected)
         return Outcome(decoded.rejected, decoded.error_message)
 
     def _replay(self, entry: Entry) -> list[SpanRecord]:

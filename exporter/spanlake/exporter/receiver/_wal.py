@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from spanlake.exporter._durable import fsync_dir
 from spanlake.exporter.errors import ConfigError
 from spanlake.exporter.receiver._body import Format
 
@@ -65,6 +66,10 @@ def _encode(fmt: Format, encoding: str, experiment: str | None, body: bytes) -> 
         _FORMATS.index(fmt), len(enc), _NO_EXPERIMENT if experiment is None else len(exp)
     )
     return meta + enc + exp + body
+
+
+def _frame(seq: int, payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload), seq) + payload
 
 
 def _decode(seq: int, payload: bytes) -> Entry:
@@ -147,7 +152,7 @@ class WriteAheadLog:
         with self._lock:
             seq = self._next_seq
             fh = self._current(seq)
-            fh.write(_FRAME.pack(len(payload), zlib.crc32(payload), seq) + payload)
+            fh.write(_frame(seq, payload))
             fh.flush()
             os.fsync(fh.fileno())
             self._next_seq = seq + 1
@@ -164,7 +169,7 @@ class WriteAheadLog:
             self._file = open(path, "ab")
             self._file_bytes = 0
             self._segments.append(_Segment(path, -1))
-            _fsync_dir(self.slot)
+            fsync_dir(self.slot)
         return self._file
 
     def stored(self, through_seq: int) -> None:
@@ -191,7 +196,7 @@ class WriteAheadLog:
         path = os.path.join(self.slot, f"quarantine-{entry.seq:020d}.wal")
         payload = _encode(entry.fmt, entry.encoding, entry.experiment, entry.body)
         with open(path, "wb") as fh:
-            fh.write(_FRAME.pack(len(payload), zlib.crc32(payload), entry.seq) + payload)
+            fh.write(_frame(entry.seq, payload))
             fh.flush()
             os.fsync(fh.fileno())
         return path
@@ -240,11 +245,3 @@ def _has_segments(slot: str) -> bool:
         return any(n.startswith("seg-") and n.endswith(".wal") for n in os.listdir(slot))
     except OSError:
         return False
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -350,16 +350,15 @@ def traces_to_table(
     return pa.Table.from_arrays(arrays, schema=TRACES_SCHEMA)
 
 
-def _offsets(lengths: list[int]) -> pa.Array:
-    return pa.array([0, *accumulate(lengths)], pa.int32())
-
-
 def _map_array(maps: list[dict[str, str]]) -> pa.Array:
     """Maps as a ``map<string, string>`` array (no null map)."""
     keys = [k for m in maps if m for k in m]
     values = [v for m in maps if m for v in m.values()]
     return pa.MapArray.from_arrays(
-        _offsets([len(m) for m in maps]), pa.array(keys, _S), pa.array(values, _S), type=_TAGS
+        pa.array([0, *accumulate(len(m) for m in maps)], pa.int32()),
+        pa.array(keys, _S),
+        pa.array(values, _S),
+        type=_TAGS,
     )
 
 

@@ -194,15 +194,11 @@ class LakeStore(Store):
         """trace id -> (spans rolled up, tag overrides applied, record)."""
         out: dict[str, tuple[int, int, TraceInfo]] = {}
         held = self._spans.spans
-        has_overrides = self._overrides
         for trace_id in sorted(trace_ids):
             spans = held(trace_id)
             if spans:
-                if trace_id in has_overrides:
-                    overrides, n_overrides = self._tag_overrides(trace_id)
-                    info = rollup(list(spans.values()), tag_overrides=overrides)
-                else:
-                    n_overrides, info = 0, rollup(list(spans.values()))
+                overrides, n_overrides = self._tag_overrides(trace_id)
+                info = rollup(list(spans.values()), tag_overrides=overrides)
                 out[trace_id] = (len(spans), n_overrides, info)
         return out
 

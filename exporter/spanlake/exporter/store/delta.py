@@ -400,14 +400,14 @@ class DeltaBackend(LakeBackend):
             dt = self._table(table)
             if dt is not None:
                 self._commit(lambda dt=dt: dt.optimize.compact(writer_properties=self._writer))
-        for table in ("spans", "traces", "assessments", "tag_overrides", "experiments"):
+        for table in SCHEMAS:
             dt = self._table(table)
             if dt is not None:
                 self._commit(dt.create_checkpoint)
 
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         removed: list[str] = []
-        for table in ("spans", "traces", "assessments", "tag_overrides", "experiments"):
+        for table in SCHEMAS:
             dt = self._table(table)
             if dt is None:
                 continue

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from spanlake.exporter._durable import fsync_dir
 from spanlake.exporter.errors import ConfigError
 from spanlake.exporter.store._lake import LakeStore
 from spanlake.exporter.store._lake_backend import (
@@ -71,15 +72,7 @@ def _write_atomic(
             os.unlink(tmp)
         raise
     if durable_rename:
-        _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(directory)
 
 
 class ParquetBackend(LakeBackend):
