@@ -344,6 +344,9 @@ class SQLiteStore(Store):
         cached = self._experiment_ids.get(name)
         if cached is not None:
             return cached
+        pending: dict[str, int] = self._pending_experiments()
+        if name in pending:
+            return pending[name]
         conn.execute(
             "INSERT OR IGNORE INTO experiments (name, created_time_ms) VALUES (?, ?)",
             (name, int(time.time() * 1000)),
@@ -351,9 +354,26 @@ class SQLiteStore(Store):
         (exp_id,) = conn.execute(
             "SELECT experiment_id FROM experiments WHERE name = ?", (name,)
         ).fetchone()
-        self._experiment_ids[name] = exp_id
-        self._experiment_names[exp_id] = name
+        # Cached only once the transaction commits (``_transaction``): a rolled-back
+        # insert must not leave an id that no row carries.
+        pending[name] = int(exp_id)
         return int(exp_id)
+
+    def _pending_experiments(self) -> dict[str, int]:
+        pending: dict[str, int] | None = getattr(self._local, "pending_experiments", None)
+        if pending is None:
+            pending = self._local.pending_experiments = {}
+        return pending
+
+    def _settle_experiments(self, committed: bool) -> None:
+        """Move this thread's experiment ids into the cache after a COMMIT; forget them
+        after a ROLLBACK (or a failed COMMIT)."""
+        pending = self._pending_experiments()
+        if committed:
+            for name, exp_id in pending.items():
+                self._experiment_ids[name] = exp_id
+                self._experiment_names[exp_id] = name
+        pending.clear()
 
     def _experiment_name(self, conn: sqlite3.Connection, exp_id: int) -> str:
         name = self._experiment_names.get(exp_id)
@@ -369,7 +389,7 @@ class SQLiteStore(Store):
         conn = self._conn()
 
         def run() -> Experiment:
-            with _transaction(conn):
+            with _transaction(conn, self):
                 self._experiment_id(conn, name)
             row = conn.execute(
                 "SELECT experiment_id, name, created_time_ms, tags FROM experiments WHERE name = ?",
@@ -400,7 +420,7 @@ class SQLiteStore(Store):
         trace_ids = list(dict.fromkeys(s.trace_id for s in spans))
 
         def run() -> int:
-            with _transaction(conn):
+            with _transaction(conn, self):
                 known = self._known_traces(conn, trace_ids)
                 rows = [self._span_row(conn, s) for s in spans]
                 before = conn.total_changes
@@ -585,7 +605,7 @@ class SQLiteStore(Store):
         conn = self._conn()
 
         def run() -> None:
-            with _transaction(conn):
+            with _transaction(conn, self):
                 self._require_trace(conn, trace_id)
                 conn.execute(
                     "INSERT OR REPLACE INTO trace_tag_overrides (trace_id, key, value) VALUES (?, ?, ?)",
@@ -601,7 +621,7 @@ class SQLiteStore(Store):
         conn = self._conn()
 
         def run() -> None:
-            with _transaction(conn):
+            with _transaction(conn, self):
                 self._require_trace(conn, a.trace_id)
                 conn.execute(
                     "INSERT OR REPLACE INTO assessments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -794,17 +814,23 @@ class _transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error): takes the write lock up front
     so two processes never deadlock upgrading read locks."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, store: SQLiteStore) -> None:
         self.conn = conn
+        self.store = store
 
     def __enter__(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        committed = False
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+                committed = True
+            else:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.store._settle_experiments(committed)
 
 
 def open_sqlite_store(uri: StoreURI) -> SQLiteStore:
