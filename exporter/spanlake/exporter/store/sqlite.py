@@ -11,6 +11,7 @@ writer that still cannot get the lock raises :class:`TransientStoreError`.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import sqlite3
 import threading
@@ -317,14 +318,20 @@ class SQLiteStore(Store):
         return conn
 
     def _retrying(self, fn: Any) -> Any:
-        """Run ``fn``; map SQLite's locked/busy errors to TransientStoreError."""
+        """Run ``fn``; map faults that pass (locked/busy database, full disk or quota, I/O
+        errors) to TransientStoreError, so the receiver answers 503 / UNAVAILABLE and OTLP
+        clients retry instead of dropping the spans."""
         try:
             return fn()
         except sqlite3.OperationalError as exc:
             message = str(exc).lower()
-            if "locked" in message or "busy" in message or "disk i/o" in message:
-                raise TransientStoreError(f"SQLite store busy: {exc}") from exc
+            if any(hint in message for hint in _TRANSIENT_HINTS):
+                raise TransientStoreError(f"SQLite store unavailable: {exc}") from exc
             raise StoreError(f"SQLite error: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in _TRANSIENT_ERRNOS:
+                raise TransientStoreError(f"SQLite store unavailable: {exc}") from exc
+            raise StoreError(f"SQLite store error: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error: {exc}") from exc
 
@@ -808,6 +815,12 @@ def _assessment(r: tuple[Any, ...]) -> Assessment:
         time_ms=r[9],
         metadata=orjson.loads(r[10]),
     )
+
+
+# SQLite's messages for faults that pass: SQLITE_BUSY/LOCKED, SQLITE_FULL ("database or
+# disk is full", also a full quota), SQLITE_IOERR, SQLITE_CANTOPEN on a missing mount.
+_TRANSIENT_HINTS = ("locked", "busy", "disk i/o", "disk is full", "unable to open")
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN})
 
 
 class _transaction:
