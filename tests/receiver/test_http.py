@@ -260,3 +260,30 @@ def test_keep_alive_connection_survives_errors(start_receiver: StartReceiver) ->
         assert response.status == expected, i
     conn.close()
     assert len(store.spans) == 1
+
+
+def test_keep_alive_response_is_one_write(start_receiver: StartReceiver) -> None:
+    """Issue 10, item 12: headers and body leave in one write with TCP_NODELAY, so a
+    keep-alive sender gets each whole response at once (before: headers, then the body
+    ~40 ms later, held back by Nagle until the client's delayed ACK)."""
+    import socket
+
+    r = start_receiver(MemoryStore())
+    body = orjson.dumps(otlp_json(simple_request(2)))
+    request = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with socket.create_connection(("127.0.0.1", r.http_port), timeout=10) as sock:
+        for _ in range(5):  # the same connection, kept alive
+            sock.sendall(request)
+            first = sock.recv(65536)
+            head, _, rest = first.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            assert length > 0
+            assert len(rest) == length, "the body did not arrive with the headers"
