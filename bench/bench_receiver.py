@@ -36,8 +36,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+import orjson
 from _genai_spans import make_request
 
 BATCH = 512
@@ -396,6 +398,61 @@ def stages(n_batches: int, schemes: list[str]) -> None:
         )
 
 
+def keepalive(n_requests: int, stores: list[str]) -> None:
+    """Requests/s on ONE kept-alive HTTP connection, small 8-span requests, protobuf and
+    JSON: a per-response delay (Nagle + delayed ACK) shows here, not in bulk throughput."""
+    for store in stores:
+        with tempfile.TemporaryDirectory(prefix="bench-keepalive-") as tmp:
+            server = start_spanlake(Path(tmp), store)
+            try:
+                url = server.http_url.split("//", 1)[1]
+                host_port, _, path = url.partition("/")
+                host, _, port = host_port.partition(":")
+                for fmt in ("protobuf", "json"):
+                    bodies = []
+                    for i in range(n_requests):
+                        req = make_request(8, 10_000 + i)
+                        if fmt == "json":
+                            from google.protobuf.json_format import MessageToDict
+
+                            bodies.append(orjson.dumps(_hex_ids(MessageToDict(req))))
+                        else:
+                            bodies.append(req.SerializeToString())
+                    ctype = "application/json" if fmt == "json" else "application/x-protobuf"
+                    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                    start = time.perf_counter()
+                    for body in bodies:
+                        conn.request("POST", "/" + path, body, {"Content-Type": ctype})
+                        resp = conn.getresponse()
+                        resp.read()
+                        assert resp.status == 200, resp.status
+                    elapsed = time.perf_counter() - start
+                    conn.close()
+                    print(
+                        f"keep-alive {store:8} {fmt:8} {n_requests / elapsed:8.0f} requests/s "
+                        f"on one connection",
+                        flush=True,
+                    )
+            finally:
+                server.stop()
+
+
+def _hex_ids(node: Any) -> Any:
+    """OTLP/JSON wants hex trace/span ids where protobuf's JSON mapping gives base64."""
+    import base64
+
+    if isinstance(node, dict):
+        return {
+            k: base64.b64decode(v).hex()
+            if k in ("traceId", "spanId", "parentSpanId") and isinstance(v, str)
+            else _hex_ids(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_hex_ids(v) for v in node]
+    return node
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -413,7 +470,17 @@ def main() -> None:
     parser.add_argument(
         "--stages", action="store_true", help="only the in-process per-stage CPU breakdown"
     )
+    parser.add_argument(
+        "--keepalive",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only N small requests on one kept-alive HTTP connection (protobuf and JSON)",
+    )
     args = parser.parse_args()
+    if args.keepalive:
+        keepalive(args.keepalive, args.stores.split(","))
+        return
     if args.stages:
         stages(args.batches, args.stores.split(","))
         return
