@@ -129,11 +129,12 @@ def test_content_in_parts_schema_with_system_tools_and_tool_results(
     ]
     client.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])
     a = attrs(one_span())
-    assert json.loads(a["gen_ai.system_instructions"]) == [
-        {"type": "text", "content": "You are a weather bot."},
-        {"type": "text", "content": "Answer briefly."},
-    ]
+    # Semconv: system/developer messages inside ``messages`` are chat history and stay in
+    # gen_ai.input.messages; gen_ai.system_instructions is for separately given instructions.
+    assert "gen_ai.system_instructions" not in a
     assert json.loads(a["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "You are a weather bot."}]},
+        {"role": "developer", "parts": [{"type": "text", "content": "Answer briefly."}]},
         {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
         {
             "role": "assistant",
@@ -235,7 +236,7 @@ def test_image_input_recorded_without_bytes(
     assert parts[2] == {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"}
 
 
-CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages")
 
 
 @pytest.mark.parametrize(

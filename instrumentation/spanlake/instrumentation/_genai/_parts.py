@@ -76,7 +76,12 @@ def message(role: str, parts: list[Part], *, name: str | None = None) -> Message
 
 
 def output_message(role: str, parts: list[Part], finish_reason: str | None) -> Message:
-    return {"role": role, "parts": parts, "finish_reason": finish_reason or ""}
+    """An output message; ``finish_reason`` only when one was received (never ``""``: a
+    stream closed early has none, and ``spanlake.stream.end`` says how it ended)."""
+    msg: Message = {"role": role, "parts": parts}
+    if finish_reason:
+        msg["finish_reason"] = finish_reason
+    return msg
 
 
 def tool_definition(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from spanlake.instrumentation._genai import (
     AsyncStreamProxy,
@@ -54,7 +55,7 @@ def create_wrapper(tracer: trace_api.Tracer, switch: Switch) -> Wrapper:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not switch.active:
+        if not switch.active or not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         inv = start(tracer, instance, kwargs, bool(get(kwargs, "stream")))
         if inv is None:
@@ -73,7 +74,7 @@ def async_create_wrapper(tracer: trace_api.Tracer, switch: Switch) -> Wrapper:
     async def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not switch.active:
+        if not switch.active or not is_instrumentation_enabled():
             return await wrapped(*args, **kwargs)
         inv = start(tracer, instance, kwargs, bool(get(kwargs, "stream")))
         if inv is None:
@@ -93,7 +94,7 @@ def stream_wrapper(tracer: trace_api.Tracer, switch: Switch, *, is_async: bool) 
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         manager = wrapped(*args, **kwargs)
-        if not switch.active:
+        if not switch.active or not is_instrumentation_enabled():
             return manager
         hooked = safe_invoke(hook_manager, tracer, instance, kwargs, manager, is_async)
         return manager if hooked is None else hooked

@@ -31,6 +31,19 @@ from ._types import Request, Response, StreamAggregator, Usage, as_int
 Operation = gen_ai.Operation
 
 
+def operation_from_body(body: Any) -> str:
+    """The one rule for ``invoke_model`` operation names, from the request body's shape:
+    chat-style messages (``messages``, Cohere's ``message`` + ``chat_history``) -> ``chat``,
+    a bare prompt (``prompt``, ``inputText``) or other JSON -> ``text_completion``, a body
+    that is not a JSON object (an image model's bytes) -> ``generate_content``. Embedding
+    families override it; an unknown or invalid model id follows the same rule."""
+    if not isinstance(body, dict):
+        return Operation.GENERATE_CONTENT
+    if "messages" in body or "message" in body:
+        return Operation.CHAT
+    return Operation.TEXT_COMPLETION
+
+
 def _params(body: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, attr in mapping.items():
@@ -58,7 +71,7 @@ class ModelFamily:
     param_map: ClassVar[dict[str, str]] = {}
 
     def operation(self, body: dict[str, Any]) -> str:
-        return Operation.TEXT_COMPLETION
+        return operation_from_body(body)
 
     def request(self, body: dict[str, Any], binary: bool, *, content: bool) -> Request:
         req = Request(self.operation(body), _params(body, self.param_map))
@@ -103,8 +116,6 @@ class Anthropic(ModelFamily):
         "stop_sequences": "stop_sequences",
     }
 
-    def operation(self, body: dict[str, Any]) -> str:
-        return Operation.TEXT_COMPLETION if "prompt" in body else Operation.CHAT
 
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         if "prompt" in body:
@@ -386,9 +397,6 @@ class CohereR(ModelFamily):
     markers = ("cohere.command-r",)
     param_map = _COHERE_PARAMS
 
-    def operation(self, body: dict[str, Any]) -> str:
-        return Operation.CHAT
-
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         if body.get("preamble"):
             req.system = [text_part(str(body["preamble"]))]
@@ -488,8 +496,6 @@ class Mistral(ModelFamily):
         "stop": "stop_sequences",
     }
 
-    def operation(self, body: dict[str, Any]) -> str:
-        return Operation.CHAT if "messages" in body else Operation.TEXT_COMPLETION
 
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         if "messages" not in body:
@@ -588,9 +594,6 @@ FAMILIES: tuple[ModelFamily, ...] = (
 
 class _Unknown(ModelFamily):
     """A model we do not know the body of: still a span, without body details."""
-
-    def operation(self, body: dict[str, Any]) -> str:
-        return Operation.GENERATE_CONTENT
 
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         return

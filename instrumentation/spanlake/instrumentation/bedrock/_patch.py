@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from spanlake.instrumentation._genai import (
     ContentConfig,
@@ -27,7 +28,7 @@ from spanlake.instrumentation._genai import Request as CoreRequest
 from spanlake.semconv import gen_ai
 
 from . import _converse
-from ._families import ModelFamily, family_for
+from ._families import ModelFamily, family_for, operation_from_body
 from ._streams import ConverseAccumulator, EventStreamProxy, InvokeAccumulator
 from ._types import Request, Response, Usage
 
@@ -77,7 +78,7 @@ def make_api_call_wrapper(
     """The ``wrapt`` wrapper of ``BaseClient._make_api_call(operation_name, api_params)``."""
     tracer = STATE.tracer
     handler = None
-    if tracer is not None and len(args) == 2:
+    if tracer is not None and len(args) == 2 and is_instrumentation_enabled():
         try:
             if instance.meta.service_model.service_name == SERVICE:
                 handler = _HANDLERS.get(args[0])
@@ -207,10 +208,10 @@ def _parse_invoke(params: dict[str, Any], cfg: ContentConfig) -> tuple[ModelFami
     model = params.get("modelId")
     family = family_for(model if isinstance(model, str) else "", body)
     if not isinstance(body, dict):
-        return family, None, Request(gen_ai.Operation.GENERATE_CONTENT)
+        return family, None, Request(operation_from_body(body))
     request = safe_invoke(family.request, body, cfg.binary, content=cfg.enabled)
     # A parser bug costs the request details, never the span.
-    return family, body, request or Request(gen_ai.Operation.GENERATE_CONTENT)
+    return family, body, request or Request(family.operation(body))
 
 
 def _read_body(result: dict[str, Any]) -> bytes | None:

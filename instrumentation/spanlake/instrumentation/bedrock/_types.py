@@ -145,8 +145,17 @@ class StreamAggregator:
         return block
 
     def add_text(self, text: str, index: Any = 0) -> None:
+        """Text of block ``index``; a new block right after a text block continues it (Nova
+        streams every delta as its own block: one answer is still one text part)."""
         if text:
-            self._block(index, "text").text.append(text)
+            block = self._blocks.get(index)
+            if block is None and self._blocks:
+                last = next(reversed(self._blocks.values()))
+                if last.kind == "text":
+                    block = self._blocks[index] = last
+            if block is None:
+                block = self._block(index, "text")
+            block.text.append(text)
             self.delta = text if self.delta is None else self.delta + text
 
     def add_reasoning(self, text: str, index: Any = "reasoning") -> None:
@@ -176,7 +185,11 @@ class StreamAggregator:
     def build(self) -> Response:
         """The response so far (also valid for a stream cut short)."""
         parts: list[Part] = []
+        seen: set[int] = set()
         for block in self._blocks.values():
+            if id(block) in seen:
+                continue
+            seen.add(id(block))
             joined = "".join(block.text)
             if block.kind == "tool_call":
                 parts.append(tool_call_part(block.call_id, block.name, parse_arguments(joined)))

@@ -1,6 +1,7 @@
 """Chat Completions (``chat.completions.create``) to and from the GenAI span model.
 
-System and developer messages become ``gen_ai.system_instructions``; everything else is
+Every message of ``messages`` (system and developer ones included: semconv keeps
+``gen_ai.system_instructions`` for instructions given apart from the chat history) is
 ``gen_ai.input.messages`` in the parts schema, with tool calls and tool results as parts.
 """
 
@@ -36,8 +37,6 @@ from ._common import (
     server_and_provider,
 )
 
-_SYSTEM_ROLES = frozenset({"system", "developer"})
-
 
 def chat_request(resource: Any, kwargs: Mapping[str, Any]) -> Request:
     """The span's request side from ``create()``'s keyword arguments."""
@@ -60,15 +59,24 @@ def chat_request(resource: Any, kwargs: Mapping[str, Any]) -> Request:
         seed=as_int(attr(kwargs, "seed")),
         frequency_penalty=as_float(attr(kwargs, "frequency_penalty")),
         presence_penalty=as_float(attr(kwargs, "presence_penalty")),
-        choice_count=as_int(attr(kwargs, "n")),
+        choice_count=_choice_count(attr(kwargs, "n")),
     )
     kind = output_type(attr(kwargs, "response_format"))
     if kind is not None:
         request.attributes[ga.OUTPUT_TYPE] = kind
+    extra = attr(kwargs, "extra_body")
     tier = as_str(attr(kwargs, "service_tier"))
+    if tier is None and isinstance(extra, Mapping):
+        tier = as_str(extra.get("service_tier"))  # passed through ``extra_body``
     if tier is not None:
         request.attributes["openai.request.service_tier"] = tier
     return request
+
+
+def _choice_count(n: Any) -> int | None:
+    """``gen_ai.request.choice.count`` only when not 1 (the convention's rule)."""
+    count = as_int(n)
+    return None if count == 1 else count
 
 
 # --- request content ------------------------------------------------------------------------
@@ -128,9 +136,6 @@ def input_content(
     for msg in attr(kwargs, "messages") or ():
         role = str(attr(msg, "role") or "user")
         parts = _content_parts(attr(msg, "content"), include_bytes)
-        if role in _SYSTEM_ROLES:
-            system.extend(parts)
-            continue
         if role == "assistant":
             parts.extend(_tool_call_parts(attr(msg, "tool_calls")))
             legacy = attr(msg, "function_call")
@@ -221,7 +226,7 @@ def chat_response(completion: Any, capture: bool) -> Response:
     return Response(
         id=as_str(attr(completion, "id")),
         model=as_str(attr(completion, "model")),
-        finish_reasons=[str(attr(c, "finish_reason") or "") for c in choices],
+        finish_reasons=[f for c in choices if (f := as_str(attr(c, "finish_reason")))],
         usage=chat_usage(attr(completion, "usage")),
         output_messages=outputs,
         attributes=_extras(completion),

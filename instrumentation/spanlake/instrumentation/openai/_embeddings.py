@@ -8,6 +8,7 @@ from typing import Any
 from spanlake.semconv import gen_ai as ga
 
 from .._genai._invocation import Request, Response, Usage
+from .._genai._parts import Message, Part, generic_part, message, text_part
 from ._common import as_int, as_str, attr, server_and_provider
 
 
@@ -46,3 +47,17 @@ def embeddings_response(result: Any) -> Response:
         else None,
         attributes=attributes,
     )
+
+
+def input_content(kwargs: Mapping[str, Any]) -> list[Message]:
+    """The ``input`` as one user message: a text part per string (token arrays kept as is)."""
+    value = attr(kwargs, "input")
+    items = [value] if isinstance(value, str) or not isinstance(value, list) else value
+    if items and all(isinstance(i, int) for i in items):
+        items = [items]  # one pre-tokenised input
+    parts: list[Part] = [
+        text_part(item) if isinstance(item, str) else generic_part("tokens", content=item)
+        for item in items
+        if item is not None
+    ]
+    return [message("user", parts)]

@@ -43,6 +43,10 @@ def _record_responses(inv: Invocation, kwargs: Mapping[str, Any]) -> None:
     inv.record_input(messages=messages, system=system, tools=tools)
 
 
+def _record_embeddings(inv: Invocation, kwargs: Mapping[str, Any]) -> None:
+    inv.record_input(messages=_embeddings.input_content(kwargs))
+
+
 def _responses_result(inv: Invocation, result: Any) -> Response:
     failed = _responses.failure(result)
     if failed is not None:
@@ -64,7 +68,7 @@ RESPONSES = Endpoint(
 )
 EMBEDDINGS = Endpoint(
     request=_embeddings.embeddings_request,
-    record_input=None,
+    record_input=_record_embeddings,
     result=lambda inv, result: _embeddings.embeddings_response(result),
     accumulator=None,
 )
