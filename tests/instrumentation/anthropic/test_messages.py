@@ -624,3 +624,19 @@ def test_vertex_client_is_gcp_vertex_ai(
         assert attrs(span)[ga.PROVIDER_NAME] == "gcp.vertex_ai"
         assert attrs(span)[ga.REQUEST_MODEL] == model
     assert "SECRET" not in repr(attrs(plain)) + repr(attrs(streamed))
+
+
+def test_suppressed_instrumentation_records_nothing(
+    client: anthropic.Anthropic, fake: FakeAnthropic, rec: Any
+) -> None:
+    """Issue 11: ``suppress_instrumentation()`` is honoured by the Anthropic wrappers too
+    (the call still works, no span of ours)."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    fake.script(Reply(text="quiet"), Reply(text="loud"))
+    with suppress_instrumentation():
+        msg = client.messages.create(model=MODEL, max_tokens=16, messages=HI)
+    assert msg.content[0].text == "quiet"  # type: ignore[union-attr]
+    assert rec.ours() == []
+    client.messages.create(model=MODEL, max_tokens=16, messages=HI)
+    assert len(rec.ours()) == 1

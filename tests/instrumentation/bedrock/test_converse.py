@@ -415,3 +415,16 @@ def test_reasoning_block_is_a_reasoning_part(
         {"type": "reasoning", "content": "Let me think."},
         {"type": "text", "content": "42"},
     ]
+
+
+def test_suppressed_instrumentation_records_nothing(
+    client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
+) -> None:
+    """Issue 11: ``suppress_instrumentation()`` is honoured by the Bedrock wrapper too."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    fake.enqueue(converse_reply([{"text": "quiet"}]))
+    with suppress_instrumentation():
+        response = client.converse(modelId=CLAUDE, messages=[user("hi")])
+    assert response["output"]["message"]["content"][0]["text"] == "quiet"
+    assert instrumented.get_finished_spans() == ()
