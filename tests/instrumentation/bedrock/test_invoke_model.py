@@ -503,3 +503,28 @@ def test_a_parser_bug_is_not_an_app_error(
     span = one_span()
     assert span.status.status_code is StatusCode.UNSET
     assert attrs(span)["gen_ai.usage.input_tokens"] > 0  # headers still read
+
+
+@pytest.mark.parametrize(
+    ("body", "operation"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}, "chat"),
+        ({"prompt": "hi", "max_gen_len": 5}, "text_completion"),
+    ],
+)
+def test_operation_from_body_shape_also_on_the_error_path(
+    client: Any,
+    fake: FakeBedrock,
+    one_span: Callable[[], ReadableSpan],
+    body: dict[str, Any],
+    operation: str,
+) -> None:
+    """Issue 11: one rule names the operation from the request body (chat-style messages ->
+    chat, a bare prompt -> text_completion), also for an invalid model id that fails."""
+    fake.enqueue(ErrorReply("ValidationException", 400, "The provided model identifier is invalid."))
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId="does-not-exist", body=json.dumps(body))
+    span = one_span()
+    assert span.name == f"{operation} does-not-exist"
+    assert attrs(span)["gen_ai.operation.name"] == operation
+    assert attrs(span)["error.type"] == "ValidationException"
