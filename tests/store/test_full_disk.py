@@ -1,7 +1,8 @@
 """Issue 10, item 3: a full disk is a transient fault, not a permanent one.
 
-The store sits on a real, small tmpfs (CI runs as root). Before the fix SQLite's "database
-or disk is full" surfaced as a plain StoreError, which the receiver answers with HTTP 500 /
+The store (SQLite, Parquet, Delta) sits on a real, small tmpfs (CI runs as root). Before
+the fix SQLite's "database
+or disk is full" and Delta's "No space left on device" surfaced as a plain StoreError, which the receiver answers with HTTP 500 /
 gRPC INTERNAL, and OTLP clients drop the batch. Now it is a TransientStoreError (503 with
 Retry-After / UNAVAILABLE with RetryInfo), and once space is freed the same spans are stored,
 exactly once, next to everything accepted before.
@@ -40,8 +41,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_sqlite_full_disk_is_transient_and_nothing_accepted_is_lost(small_disk: Path) -> None:
-    store = open_store(f"sqlite:///{small_disk / 'traces.db'}")
+@pytest.mark.parametrize("scheme", ["sqlite", "parquet", "delta"])
+def test_full_disk_is_transient_and_nothing_accepted_is_lost(small_disk: Path, scheme: str) -> None:
+    uri = f"sqlite:///{small_disk / 'traces.db'}" if scheme == "sqlite" else f"{scheme}:///{small_disk / 'lake'}"
+    store = open_store(uri)
     accepted: list[str] = []
     full_batch = None
     big = "x" * 20_000

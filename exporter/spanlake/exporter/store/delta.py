@@ -105,7 +105,11 @@ def _transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(
         word in text
-        for word in ("conflict", "already exists", "version", "concurrent", "commit", "timed out")
+        for word in (
+            "conflict", "already exists", "version", "concurrent", "commit", "timed out",
+            # a full disk or quota passes once space is freed (os error 28 / 122)
+            "no space left", "os error 28", "quota exceeded", "os error 122",
+        )
     )
 
 
