@@ -101,6 +101,20 @@ def storage_options_from_env(environ: dict[str, str] | None = None) -> dict[str,
     return {k.lower(): v for k, v in env.items() if k.startswith(_ENV_PREFIXES) and v}
 
 
+#: Settings by which a user chose how S3 commits are made safe; without one, conditional put.
+_S3_COMMIT_KEYS = ("aws_conditional_put", "conditional_put", "aws_s3_locking_provider")
+
+
+def s3_commit_options(options: dict[str, str]) -> dict[str, str]:
+    """Several writers on one S3 table are safe only if a commit file cannot be overwritten:
+    ask for conditional put (``If-None-Match``, served by AWS S3, MinIO and R2) unless the
+    user configured it, or a locking provider, explicitly (``AWS_CONDITIONAL_PUT``...).
+    delta-rs defaults to it today; saying so keeps it true across deltalake versions."""
+    if any(key in options for key in _S3_COMMIT_KEYS):
+        return options
+    return {**options, "aws_conditional_put": "etag"}
+
+
 def _transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(
@@ -476,9 +490,10 @@ def open_delta_store(uri: StoreURI) -> LakeStore:
             raise ConfigError(
                 f"Unknown object store {uri.backend!r} in {uri.raw!r}; known: {known}"
             )
-        return LakeStore(
-            DeltaBackend(f"{scheme}://{uri.path}", storage_options_from_env()), uri.raw
-        )
+        options = storage_options_from_env()
+        if scheme == "s3":
+            options = s3_commit_options(options)
+        return LakeStore(DeltaBackend(f"{scheme}://{uri.path}", options), uri.raw)
     parent = os.path.dirname(uri.path.rstrip(os.sep))
     if parent and not os.path.isdir(parent):
         raise ConfigError(f"Parent directory of Delta store {uri.raw!r} does not exist: {parent}")
