@@ -95,3 +95,37 @@ def test_serve_reports_config_errors_without_a_traceback(
     args = _parse(["serve", "--store", f"sqlite:///{tmp_path}/a.db", "--tls-cert", "c.pem"])
     assert serve.handler(args) == 2
     assert "--tls-key" in capsys.readouterr().err
+
+
+def test_sigterm_right_after_the_banner_is_a_graceful_stop(tmp_path: Path) -> None:
+    """A SIGTERM that lands as soon as `spanlake serve` says it is listening (before the
+    serving loop's own handler was installed, during start-up's GC tuning) used to kill the
+    process outright (exit -15, no graceful shutdown); now it always exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from receiver._support import free_port
+
+    for _ in range(3):
+        log = tmp_path / "serve.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spanlake.exporter.receiver",
+             "--store", f"sqlite:///{tmp_path / 'x.db'}",
+             "--grpc-port", str(free_port()), "--http-port", str(free_port())],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b"spanlake serve: OTLP" not in log.read_bytes():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the receiver never said it was listening"
+                time.sleep(0.001)
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()

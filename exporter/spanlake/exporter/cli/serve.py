@@ -6,7 +6,9 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from spanlake.exporter.errors import ConfigError
@@ -128,6 +130,13 @@ def handler(args: argparse.Namespace) -> int:
         print(f"spanlake serve: {exc}", file=sys.stderr)
         return 2
     receiver = Receiver(store, config)
+    # From the first bound port on, SIGTERM means a graceful stop: a signal that arrived
+    # before serve_forever installed its handler used to kill the process outright.
+    wake = threading.Event()
+    early = {
+        sig: signal.signal(sig, lambda _sig, _frame: wake.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         receiver.start()
     except OSError as exc:
@@ -141,7 +150,11 @@ def handler(args: argparse.Namespace) -> int:
         parts.append(f"OTLP/HTTP {scheme}://{config.host}:{receiver.http_port}/v1/traces")
     print(f"spanlake serve: {', '.join(parts)} -> {store.uri}", flush=True)
     _tune_gc()
-    receiver.serve_forever()
+    try:
+        receiver.serve_forever(wake)
+    finally:
+        for sig, handler in early.items():
+            signal.signal(sig, handler)
     return 0
 
 

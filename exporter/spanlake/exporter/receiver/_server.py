@@ -108,9 +108,11 @@ class Receiver:
         if self._close_store:
             self.store.close()
 
-    def serve_forever(self) -> None:
-        """Run until SIGTERM or SIGINT (main thread), then shut down gracefully."""
-        wake = threading.Event()
+    def serve_forever(self, wake: threading.Event | None = None) -> None:
+        """Run until SIGTERM or SIGINT (main thread), then shut down gracefully. ``wake``:
+        an event the caller's own early signal handler may already have set (a signal that
+        came between ``start()`` and this call still means a graceful stop)."""
+        wake = wake or threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             logger.info("signal %d: shutting down", signum)
