@@ -605,3 +605,27 @@ def test_cohere_r_stream_tool_calls(
     assert parts == [
         {"type": "tool_call", "id": None, "name": "query_db", "arguments": {"table": "users"}}
     ]
+
+
+def test_nova_stream_with_a_block_per_delta_is_one_text_part(
+    client: Any, fake: FakeBedrock, instrumented: InMemorySpanExporter
+) -> None:
+    """The real Nova stream (conformance recording) sends every delta as its own content
+    block: the answer is still recorded as one joined text part, not one part per chunk."""
+    pieces = ["It", " sounds", " like", " rain."]
+    events = [chunk_event({"messageStart": {"role": "assistant"}})]
+    for i, piece in enumerate(pieces):
+        events.append(
+            chunk_event({"contentBlockDelta": {"delta": {"text": piece}, "contentBlockIndex": i}})
+        )
+        events.append(chunk_event({"contentBlockStop": {"contentBlockIndex": i}}))
+    events.append(chunk_event({"messageStop": {"stopReason": "end_turn"}}))
+    fake.enqueue(StreamReply(events))
+    body = {"messages": [{"role": "user", "content": [{"text": "weather?"}]}]}
+    response = client.invoke_model_with_response_stream(
+        modelId="us.amazon.nova-lite-v1:0", body=json.dumps(body)
+    )
+    for _ in response["body"]:
+        pass
+    output = json.loads(attrs(only_span(instrumented))["gen_ai.output.messages"])
+    assert output[0]["parts"] == [{"type": "text", "content": "It sounds like rain."}]

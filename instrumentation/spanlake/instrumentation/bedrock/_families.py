@@ -116,7 +116,6 @@ class Anthropic(ModelFamily):
         "stop_sequences": "stop_sequences",
     }
 
-
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         if "prompt" in body:
             req.messages = _user_text(body["prompt"])
@@ -495,7 +494,6 @@ class Mistral(ModelFamily):
         "top_k": "top_k",
         "stop": "stop_sequences",
     }
-
 
     def input_content(self, req: Request, body: dict[str, Any], binary: bool) -> None:
         if "messages" not in body:

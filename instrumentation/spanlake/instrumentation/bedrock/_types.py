@@ -145,17 +145,8 @@ class StreamAggregator:
         return block
 
     def add_text(self, text: str, index: Any = 0) -> None:
-        """Text of block ``index``; a new block right after a text block continues it (Nova
-        streams every delta as its own block: one answer is still one text part)."""
         if text:
-            block = self._blocks.get(index)
-            if block is None and self._blocks:
-                last = next(reversed(self._blocks.values()))
-                if last.kind == "text":
-                    block = self._blocks[index] = last
-            if block is None:
-                block = self._block(index, "text")
-            block.text.append(text)
+            self._block(index, "text").text.append(text)
             self.delta = text if self.delta is None else self.delta + text
 
     def add_reasoning(self, text: str, index: Any = "reasoning") -> None:
@@ -185,18 +176,24 @@ class StreamAggregator:
     def build(self) -> Response:
         """The response so far (also valid for a stream cut short)."""
         parts: list[Part] = []
-        seen: set[int] = set()
+        text: list[str] | None = None  # the text of consecutive text blocks, joined
         for block in self._blocks.values():
-            if id(block) in seen:
+            if block.kind == "text":
+                # Nova streams every delta as its own block: one answer is one text part.
+                if text is None:
+                    text = []
+                text.extend(block.text)
                 continue
-            seen.add(id(block))
+            if text is not None:
+                parts.append(text_part("".join(text)))
+                text = None
             joined = "".join(block.text)
             if block.kind == "tool_call":
                 parts.append(tool_call_part(block.call_id, block.name, parse_arguments(joined)))
-            elif block.kind == "reasoning":
-                parts.append(reasoning_part(joined))
             else:
-                parts.append(text_part(joined))
+                parts.append(reasoning_part(joined))
+        if text is not None:
+            parts.append(text_part("".join(text)))
         reason = self.response.finish_reasons[0] if self.response.finish_reasons else None
         if parts or reason:
             self.response.output = [output_message("assistant", parts, reason)]

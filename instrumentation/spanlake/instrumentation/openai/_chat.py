@@ -129,10 +129,10 @@ def _tool_call_parts(calls: Any) -> list[Part]:
 
 def input_content(
     kwargs: Mapping[str, Any], include_bytes: bool
-) -> tuple[list[Message], list[Part], list[dict[str, Any]]]:
-    """``(input messages, system instructions, tool definitions)`` in the parts schema."""
+) -> tuple[list[Message], list[dict[str, Any]]]:
+    """``(input messages, tool definitions)`` in the parts schema (Chat Completions has no
+    instructions apart from the message list)."""
     messages: list[Message] = []
-    system: list[Part] = []
     for msg in attr(kwargs, "messages") or ():
         role = str(attr(msg, "role") or "user")
         parts = _content_parts(attr(msg, "content"), include_bytes)
@@ -155,7 +155,7 @@ def input_content(
         tool_definition(attr(f, "name"), attr(f, "description"), attr(f, "parameters"))
         for f in attr(kwargs, "functions") or ()
     ]
-    return messages, system, tools
+    return messages, tools
 
 
 def _response_value(msg: Any) -> Any:

@@ -34,8 +34,8 @@ class Endpoint:
 
 
 def _record_chat(inv: Invocation, kwargs: Mapping[str, Any]) -> None:
-    messages, system, tools = _chat.input_content(kwargs, inv.content.binary)
-    inv.record_input(messages=messages, system=system, tools=tools)
+    messages, tools = _chat.input_content(kwargs, inv.content.binary)
+    inv.record_input(messages=messages, tools=tools)
 
 
 def _record_responses(inv: Invocation, kwargs: Mapping[str, Any]) -> None:
