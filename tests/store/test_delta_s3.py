@@ -17,37 +17,25 @@ import pytest
 from spanlake.exporter.records import Assessment, AssessmentKind
 from spanlake.exporter.store import open_store
 from spanlake.exporter.store.maintenance import compact
+from store._s3 import moto_endpoint, s3_environment
 from store.factories import make_traces
 
 pytest.importorskip("deltalake")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_endpoint() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def s3_uri(
     s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> str:
-    env = {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    env = s3_environment(s3_endpoint)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     bucket = f"lake-{abs(hash(request.node.name)) % 10**8}"

@@ -13,12 +13,9 @@ change that, and a reader polling meanwhile must never fail or see spans disappe
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +23,15 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 from receiver._support import check_stored, free_port, make_sdk_spans, otlp_exporter
+from receiver.test_crash import _start
 
 from spanlake.exporter.errors import TransientStoreError
 from spanlake.exporter.store import open_store
 from spanlake.exporter.store.maintenance import compact, vacuum
+from store._s3 import moto_endpoint, s3_environment
 
 pytest.importorskip("deltalake")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 BATCH = 20
@@ -40,22 +39,8 @@ BATCH = 20
 
 @pytest.fixture(scope="module")
 def s3_env() -> Iterator[dict[str, str]]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    try:
-        yield env
-    finally:
-        server.stop()
+    with moto_endpoint() as endpoint:
+        yield s3_environment(endpoint)
 
 
 def _bucket(env: dict[str, str], name: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -71,29 +56,11 @@ def _bucket(env: dict[str, str], name: str, monkeypatch: pytest.MonkeyPatch) -> 
     return f"delta+s3://{name}/lake"
 
 
-def _serve(uri: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+def _serve(uri: str, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """A receiver process on ``uri``; it inherits the S3 settings ``_bucket`` put in the
+    environment."""
     grpc_port, http_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "spanlake.exporter.receiver", "--store", uri,
-            "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-            "--log-level", "WARNING",
-        ],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc, grpc_port, http_port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("receiver did not become healthy: " + log.read_text())
+    return _start(uri, grpc_port, http_port, log), grpc_port, http_port
 
 
 def _split(spans: list[Any], receivers: int) -> list[list[Any]]:
@@ -114,7 +81,7 @@ def _run_load(
     during: threading.Event | None = None,
 ) -> None:  # fmt: skip
     """Start the receivers, send every share through a real exporter, stop them."""
-    procs = [_serve(uri, env, tmp_path / f"receiver-{i}.log") for i in range(receivers)]
+    procs = [_serve(uri, tmp_path / f"receiver-{i}.log") for i in range(receivers)]
     results: list[Any] = []
     lock = threading.Lock()
 
