@@ -43,6 +43,9 @@ DEFAULT_PAGE = 50
 _STATIC_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "trace.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 
