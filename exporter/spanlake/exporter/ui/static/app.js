@@ -175,7 +175,7 @@ function listHeader() {
 function traceRow(t) {
   const open = () => { location.hash = "#trace/" + encodeURIComponent(t.trace_id); };
   return el("tr", { class: "trace-row", "data-trace-id": t.trace_id, onclick: open },
-    el("td", { class: "num time", title: fmtTime(t.request_time_ms) }, fmtShortTime(t.request_time_ms)),
+    el("td", { class: "time", title: fmtTime(t.request_time_ms) }, fmtShortTime(t.request_time_ms)),
     state.experiment ? null : el("td", { class: "experiment", title: t.experiment }, t.experiment),
     el("td", { class: "mono", title: t.trace_id }, t.trace_id.slice(0, 12)),
     el("td", { class: "trace-name", title: t.name || "" }, t.name || "-"),
