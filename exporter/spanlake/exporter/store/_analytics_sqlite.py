@@ -1,9 +1,9 @@
 """``trace_metrics`` on the SQLite store: the grouping, sums and percentiles run in SQL.
 
-One materialised CTE selects the rows (the search filter compiled as in
-:meth:`SQLiteStore.search_traces`), a GROUP BY sums them, and ``row_number()`` over each
-(bucket, group) ordered by latency picks the nearest-rank percentiles, so only a few rows
-per group ever reach Python. Semantics: :mod:`spanlake.exporter.store.metrics`.
+One SELECT picks the rows (the search filter compiled as in
+:meth:`SQLiteStore.search_traces`); a GROUP BY over it sums them, and ``row_number()`` over
+each (bucket, group) ordered by latency picks the nearest-rank percentiles, so only a few
+rows per group ever reach Python. Semantics: :mod:`spanlake.exporter.store.metrics`.
 """
 
 from __future__ import annotations
@@ -105,26 +105,23 @@ def sqlite_trace_metrics(
     keys = ", ".join(["b", *(f"g{i}" for i in range(groups))])
     tokens = ", ".join(f"sum(k{n})" for n in range(len(TOKEN_COLUMNS)))
     cost = ", NULL" if query.span_level else ", sum(nano)"
-    same = " AND ".join(["a.b = p.b", *(f"a.g{i} IS p.g{i}" for i in range(groups))])
     picks = ", ".join(
         f"max(CASE WHEN rn = ({p} * n + 99) / 100 THEN lat END) AS p{p}" for p in PERCENTILES
     )
     wanted = " OR ".join(f"rn = ({p} * n + 99) / 100" for p in PERCENTILES)
-    sql = (
-        f"WITH base AS MATERIALIZED ({base}), "
-        f"agg AS (SELECT {keys}, count(*) AS c, sum(err) AS e, {tokens}{cost} "
-        f"FROM base GROUP BY {keys}), "
-        f"ranked AS (SELECT {keys}, lat, row_number() OVER w AS rn, count(*) OVER p AS n "
-        f"FROM base WHERE lat IS NOT NULL "
-        f"WINDOW p AS (PARTITION BY {keys}), w AS (p ORDER BY lat)), "
-        f"pct AS (SELECT {keys}, {picks} FROM ranked WHERE {wanted} GROUP BY {keys}) "
-        f"SELECT a.*, {', '.join(f'p.p{p}' for p in PERCENTILES)} "
-        f"FROM agg a LEFT JOIN pct p ON {same}"
+    # Two statements, not one CTE read twice: SQLite's window sort is the costly step, so
+    # it gets the narrow (keys, latency) rows only, and the sums a plain GROUP BY.
+    agg_sql = f"SELECT {keys}, count(*), sum(err), {tokens}{cost} FROM ({base}) GROUP BY {keys}"
+    pct_sql = (
+        f"SELECT {keys}, {picks} FROM (SELECT {keys}, lat, row_number() OVER w AS rn, "
+        f"count(*) OVER p AS n FROM ({base}) WHERE lat IS NOT NULL "
+        f"WINDOW p AS (PARTITION BY {keys}), w AS (p ORDER BY lat)) "
+        f"WHERE {wanted} GROUP BY {keys}"
     )
     out: dict[Key, Partial] = {}
     width = 1 + groups
     n_tokens = len(TOKEN_COLUMNS)
-    for row in conn.execute(sql, params):
+    for row in conn.execute(agg_sql, params):
         key: Key = tuple(row[:width])
         count, errors = row[width], row[width + 1]
         rest = row[width + 2 :]
@@ -133,12 +130,14 @@ def sqlite_trace_metrics(
             error_count=int(errors or 0),
             tokens=[int(v or 0) for v in rest[:n_tokens]],
             cost_nano=None if rest[n_tokens] is None else int(rest[n_tokens]),
-            percentiles=list(rest[n_tokens + 1 :]),
         )
+    for row in conn.execute(pct_sql, params):
+        partial = out.get(tuple(row[:width]))
+        if partial is not None:
+            partial.percentiles = list(row[width:])
     if query.span_level and out:
         cost_sql = (
-            f"WITH base AS MATERIALIZED ({base}) "
-            f"SELECT {keys}, pm, sum(plain), sum(k1), sum(k2), sum(k3) FROM base "
+            f"SELECT {keys}, pm, sum(plain), sum(k1), sum(k2), sum(k3) FROM ({base}) "
             f"WHERE hu AND pm IS NOT NULL GROUP BY {keys}, pm"
         )
         for row in conn.execute(cost_sql, params):
