@@ -108,10 +108,17 @@ def _percentiles(rows: pa.Table, keys: list[str]) -> dict[Key, list[float | None
     valid = rows.filter(pc.is_valid(rows.column("lat")))
     if valid.num_rows == 0:
         return {}
+    # Rows of a group need only be adjacent, not in any order: sort string keys by their
+    # dictionary codes (integers, nulls last) rather than by the strings.
+    codes = {
+        k: pc.dictionary_encode(valid.column(k)).combine_chunks().indices
+        if pa.types.is_string(valid.schema.field(k).type)
+        else valid.column(k)
+        for k in keys
+    }
+    sortable = pa.table({**{f"_{k}": codes[k] for k in keys}, "lat": valid.column("lat")})
     order = pc.sort_indices(
-        valid,
-        # nulls sort last (the default), so a null group is one run too
-        sort_keys=[(k, "ascending") for k in keys] + [("lat", "ascending")],
+        sortable, sort_keys=[(f"_{k}", "ascending") for k in keys] + [("lat", "ascending")]
     )
     ordered = valid.take(order)
     key_arrays = [ordered.column(k).combine_chunks() for k in keys]
@@ -200,6 +207,15 @@ def _time_mask(times: pa.ChunkedArray | pa.Array, start: int | None, end: int | 
 
 
 def _trace_rows(traces: pa.Table, query: MetricsQuery) -> pa.Table:
+    # Only the columns used: the explode below copies every column it keeps.
+    needed = ["request_time_ms", "state", "execution_time_ms", *TOKEN_COLUMNS, "cost_usd"]
+    for key in query.group_by:
+        needed.append(
+            f"{key.kind}s"
+            if key.kind in ("model", "provider")
+            else ("tags" if key.kind == "tag" else "metadata")
+        )
+    traces = traces.select(list(dict.fromkeys(needed)))
     window = _time_mask(traces.column("request_time_ms"), query.start_ms, query.end_ms)
     if window is not None:
         traces = traces.filter(window)
