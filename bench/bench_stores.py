@@ -10,7 +10,11 @@ Everything is measured in the same run next to raw floors, and reported as ratio
   directory each round, rounds interleaved, median reported;
 * search: a lake of ``--search-spans`` (default 1M) spans written through the store, then
   filtered ``search_traces`` calls and a token-per-model group-by over the span files
-  (pyarrow, DuckDB through Arrow, Polars), warm medians, before and after ``compact``.
+  (pyarrow, DuckDB through Arrow, Polars), warm medians, before and after ``compact``;
+* analytics: ``trace_metrics`` (``spanlake stats``) over ``--analytics-spans`` (default 1M)
+  spans in each of SQLite, Parquet and Delta: the per-model, per-hour table (goal: under
+  200 ms), per hour without groups, with a filter, and per span type (span level), cold
+  (first call of a freshly opened store) and warm medians.
 
 Run: ``python bench/bench_stores.py`` (``--quick`` for a small smoke run). Pinned to one core
 (``os.sched_setaffinity``) for the throughput part unless ``--all-cores``; searches use
@@ -47,6 +51,7 @@ from spanlake.exporter.store import open_store
 from spanlake.exporter.store._arrow import spans_to_table
 from spanlake.exporter.store._lake import LakeStore
 from spanlake.exporter.store.maintenance import compact
+from spanlake.exporter.store.metrics import build_query
 
 
 def realistic_trace(n: int) -> list[SpanRecord]:
@@ -297,6 +302,45 @@ def search_bench(scheme: str, spans: int, batch: int, repeat: int, work: Path) -
     return out
 
 
+ANALYTICS = {
+    "per model, per hour (the goal: < 200 ms)": (None, ["model"]),
+    "per hour, no groups": (None, []),
+    "per model, per hour, filter tags.env = 'prod'": ("tags.env = 'prod'", ["model"]),
+    "per user, per hour": (None, ["user"]),
+    "per span type, per hour (span level)": (None, ["span_type"]),
+}
+
+
+def analytics_bench(
+    scheme: str, spans: int, batch: int, repeat: int, work: Path
+) -> dict[str, Any]:
+    """``trace_metrics`` timings over ``spans`` spans written through the store."""
+    name = f"analytics-{scheme}"
+    uri = f"{scheme}:///{work / (name + '.db' if scheme == 'sqlite' else name)}"
+    out: dict[str, Any] = {}
+    with open_store(uri) as store:
+        t = time.perf_counter()
+        for b in batches(10_000_000, spans, batch):
+            store.write_spans(b)
+        out["ingest (s)"] = time.perf_counter() - t
+    if scheme != "sqlite":
+        with open_store(uri) as store:
+            compact(store)
+    with open_store(uri) as store:
+        first_filter, first_groups = next(iter(ANALYTICS.values()))
+        t = time.perf_counter()
+        table = store.trace_metrics(build_query(None, first_filter, first_groups, "1h"))
+        out["cold open + first per-model per-hour table (ms)"] = 1000 * (time.perf_counter() - t)
+        out["rows in the per-model per-hour table"] = len(table)
+        for label, (flt, groups) in ANALYTICS.items():
+            query = build_query(None, flt, groups, "1h")
+            assert len(store.trace_metrics(query)), label
+            reps = repeat if "span level" not in label else max(3, repeat // 5)
+            med, best = median_time(lambda query=query: store.trace_metrics(query), reps)
+            out[f"{label} (ms, median/min)"] = (1000 * med, 1000 * best)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool-spans", type=int, default=100_000)
@@ -305,13 +349,17 @@ def main() -> None:
     parser.add_argument("--search-spans", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--stores", default="parquet,delta", help="lake stores for search")
+    parser.add_argument("--analytics-spans", type=int, default=1_000_000)
+    parser.add_argument("--analytics-stores", default="sqlite,parquet,delta")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--all-cores", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-analytics", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.pool_spans, args.rounds, args.search_spans, args.repeat = 10_000, 1, 20_000, 3
+        args.analytics_spans = 20_000
     all_cores = os.sched_getaffinity(0)
     print(f"# bench_stores  cores={len(all_cores)}  load={os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="spanlake-bench-") as tmp:
@@ -360,6 +408,13 @@ def main() -> None:
             for scheme in args.stores.split(","):
                 out = search_bench(scheme, args.search_spans, args.batch, args.repeat, work)
                 print(f"\n## {scheme}: search over {args.search_spans:,} spans")
+                for k, v in out.items():
+                    text = f"{v[0]:.1f} / {v[1]:.1f}" if isinstance(v, tuple) else f"{v:,.1f}"
+                    print(f"{k:75s} {text:>16s}", flush=True)
+        if not args.skip_analytics:
+            for scheme in args.analytics_stores.split(","):
+                out = analytics_bench(scheme, args.analytics_spans, args.batch, args.repeat, work)
+                print(f"\n## {scheme}: trace_metrics over {args.analytics_spans:,} spans")
                 for k, v in out.items():
                     text = f"{v[0]:.1f} / {v[1]:.1f}" if isinstance(v, tuple) else f"{v:,.1f}"
                     print(f"{k:75s} {text:>16s}", flush=True)

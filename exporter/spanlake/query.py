@@ -6,6 +6,7 @@
     table = traces.to_arrow()            # or traces.to_pandas()
     trace = get_trace(traces[0].trace_id)
     log_feedback(trace.info.trace_id, "correct", True, rationale="matches the docs")
+    trace_metrics("Default", group_by=["model"], interval="1h", start="24h").to_pandas()
 
 Every function takes ``store=`` (a URI or an open :class:`Store`); by default the store of
 ``SPANLAKE_STORE`` (else ``./spanlake.db``). Opened stores are reused per URI.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from spanlake.exporter.errors import FilterError, NotFoundError, SpanlakeError
@@ -28,6 +30,7 @@ from spanlake.exporter.records import (
 )
 from spanlake.exporter.store import Store, open_store
 from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS
+from spanlake.exporter.store.metrics import TraceMetrics, build_query
 from spanlake.exporter.store.uri import DEFAULT_STORE_URI, ENV_STORE
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ __all__ = [
     "Trace",
     "TraceInfo",
     "TraceList",
+    "TraceMetrics",
     "delete_trace_tag",
     "get_trace",
     "list_experiments",
@@ -50,6 +54,7 @@ __all__ = [
     "log_feedback",
     "search_traces",
     "set_trace_tag",
+    "trace_metrics",
 ]
 
 _stores: dict[str, Store] = {}
@@ -147,6 +152,27 @@ def search_traces(
         experiment_names, filter_string, order_by, max_results, page_token
     )
     return TraceList(page.traces, page.next_page_token)
+
+
+def trace_metrics(
+    experiment: str | Sequence[str] | None = None,
+    filter: str | None = None,
+    group_by: str | Sequence[str] | None = None,
+    interval: str | int = "1h",
+    start: datetime | int | float | str | None = None,
+    end: datetime | int | float | str | None = None,
+    *,
+    store: str | Store | None = None,
+) -> TraceMetrics:
+    """Per time bucket (``interval``: ``1m``, ``1h``, ``1d``, any N + s/m/h/d) and group
+    (``group_by``: ``model``, ``provider``, ``span_type``, ``tag.KEY``, ``metadata.KEY``,
+    ``user``, ``session``): count, error count and rate, latency p50/p90/p99, tokens and
+    cost, computed inside the store. ``filter`` is the search grammar; ``start`` (inclusive)
+    and ``end`` (exclusive) take a datetime, epoch ms, ISO 8601 or a duration before now
+    (``"24h"``). Returns :class:`TraceMetrics` (``.rows``, ``.to_arrow()``,
+    ``.to_pandas()``); semantics in :mod:`spanlake.exporter.store.metrics`."""
+    query = build_query(experiment, filter, group_by, interval, start, end)
+    return _store(store).trace_metrics(query)
 
 
 def get_trace(trace_id: str, *, store: str | Store | None = None) -> Trace:

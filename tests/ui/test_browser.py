@@ -213,4 +213,4 @@ def test_trace_content_is_shown_as_text_never_run(page: Any) -> None:
     sync_api.expect(page.locator("#trace-tags")).to_contain_text(XSS)
     assert page.evaluate("() => window.__xss") is None
     assert page.locator("img").count() == 0
-    assert page.evaluate("() => document.scripts.length") == 1
+    assert page.evaluate("() => document.scripts.length") == 4  # app, trace, charts, overview

@@ -1,4 +1,4 @@
-"""The ``spanlake`` command line: ``traces``, ``experiments``, ``serve``, ``store``.
+"""The ``spanlake`` command line: ``traces``, ``experiments``, ``stats``, ``serve``, ``store``.
 
 Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
 ``func=handler(args) -> int``. spanlake's own errors print as one line on stderr with exit
@@ -19,7 +19,7 @@ from spanlake.exporter.errors import (
     SpanlakeError,
 )
 
-_SUBCOMMANDS = ("traces", "experiments", "serve", "store", "ui")
+_SUBCOMMANDS = ("traces", "experiments", "stats", "serve", "store", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,6 +63,7 @@ from spanlake.exporter.store._lake_traces import TraceRows
 from spanlake.exporter.store._query_arrow import Evaluator, order_indices
 from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store, stamp_assessment
 from spanlake.exporter.store.filter import parse_filter, parse_order_by
+from spanlake.exporter.store.metrics import MetricsQuery, TraceMetrics
 
 __all__ = [
     "ASSESSMENTS",
@@ -388,6 +389,31 @@ class LakeStore(Store):
         infos = _arrow.table_to_infos(page.slice(0, max_results))
         token = _encode_token(offset + max_results) if page.num_rows > max_results else None
         return TracePage(infos, token)
+
+    def trace_metrics(self, query: MetricsQuery) -> TraceMetrics:
+        from spanlake.exporter.store._analytics_arrow import arrow_trace_metrics
+
+        node = parse_filter(query.filter_string)
+        if query.experiment_names is not None and not query.experiment_names:
+            return TraceMetrics.from_partials(query, {})
+
+        def run() -> TraceMetrics:
+            self._traces.refresh()
+            view = self._traces.view()
+            mask = None
+            if query.experiment_names is not None:
+                names = pa.array(list(query.experiment_names), pa.string())
+                mask = pc.is_in(view.table.column("experiment"), value_set=names)
+            if node is not None and view.table.num_rows:
+                hit = Evaluator(view, self._read_spans, self._assessment_list).mask(node)
+                mask = hit if mask is None else pc.and_(mask, hit)
+            partials = arrow_trace_metrics(view.table, mask, query, self._read_spans)
+            return TraceMetrics.from_partials(query, partials)
+
+        with self._lock:
+            self._check_open()
+            result: TraceMetrics = self._guard(run)
+            return result
 
     def get_trace(self, trace_id: str) -> Trace:
         trace_id = trace_id.lower()

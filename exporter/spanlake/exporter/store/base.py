@@ -28,6 +28,7 @@ from spanlake.exporter.records import (
     Trace,
     TracePage,
 )
+from spanlake.exporter.store.metrics import MetricsQuery, TraceMetrics
 
 DEFAULT_MAX_RESULTS = 100
 
@@ -80,6 +81,12 @@ class Store(ABC):
     def log_assessment(self, assessment: Assessment) -> Assessment:
         """Store feedback/expectation; fills ``assessment_id`` and ``time_ms`` when empty.
         NotFoundError when the trace is unknown."""
+
+    def trace_metrics(self, query: MetricsQuery) -> TraceMetrics:
+        """Counts, error rate, latency percentiles, tokens and cost per time bucket and
+        group, computed inside the store (semantics: :mod:`.metrics`). Raises FilterError
+        for a malformed filter."""
+        raise NotImplementedError(f"{type(self).__name__} has no trace analytics")
 
     def set_trace_tag(self, trace_id: str, key: str, value: str) -> None:
         """Set a mutable tag on a trace (overrides a tag of the same key from its spans).

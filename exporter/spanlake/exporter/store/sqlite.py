@@ -38,6 +38,7 @@ from spanlake.exporter.records import (
 from spanlake.exporter.rollup import rollup
 from spanlake.exporter.store.base import DEFAULT_MAX_RESULTS, Store, stamp_assessment
 from spanlake.exporter.store.filter import And, Comparison, Node, Or, parse_filter, parse_order_by
+from spanlake.exporter.store.metrics import MetricsQuery, TraceMetrics
 from spanlake.exporter.store.uri import StoreURI
 
 _BUSY_TIMEOUT_MS = 10_000
@@ -689,6 +690,14 @@ class SQLiteStore(Store):
         infos = [_trace_info(r) for r in rows[:max_results]]
         token = _encode_token(offset + max_results) if len(rows) > max_results else None
         return TracePage(infos, token)
+
+    def trace_metrics(self, query: MetricsQuery) -> TraceMetrics:
+        from spanlake.exporter.store._analytics_sqlite import sqlite_trace_metrics
+
+        parse_filter(query.filter_string)  # a bad filter is a FilterError, not SQL trouble
+        conn = self._conn()
+        partials = self._retrying(lambda: sqlite_trace_metrics(conn, query, _compile))
+        return TraceMetrics.from_partials(query, partials)
 
     def get_trace(self, trace_id: str) -> Trace:
         conn = self._conn()

@@ -8,6 +8,9 @@ Routes (GET only; everything else is 405):
   ``{"traces": [TraceInfo.to_dict()], "next_page_token"}`` (``experiment`` and
   ``order_by`` repeatable; the shapes are the CLI's ``--format json`` ones).
 - ``/api/traces/<trace_id>``: ``Trace.to_dict()`` (``spanlake traces get --format json``).
+- ``/api/stats?experiment=&filter=&group_by=&interval=&start=&end=&since=``: trace analytics,
+  the ``spanlake stats --format json`` document (``experiment`` / ``group_by`` repeatable,
+  ``group_by`` also a comma list; ``start`` / ``end`` epoch ms or ISO 8601).
 
 Errors are JSON ``{"error": {"status", "message"}}``: 400 for a bad filter or parameter,
 404 for an unknown trace or route, 500 when the store fails. Stores are thread-safe, so
@@ -29,6 +32,7 @@ import orjson
 
 from spanlake.exporter.errors import FilterError, NotFoundError, SpanlakeError
 from spanlake.exporter.store import Store
+from spanlake.exporter.store.metrics import build_query
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ DEFAULT_PAGE = 50
 _STATIC_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "trace.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 
@@ -189,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         if path == "/api/traces":
             return self._search(store, query)
+        if path == "/api/stats":
+            return self._stats(store, query)
         if path.startswith("/api/traces/"):
             trace_id = unquote(path[len("/api/traces/") :])
             if not trace_id or "/" in trace_id:
@@ -223,6 +232,25 @@ class _Handler(BaseHTTPRequestHandler):
             "traces": [t.to_dict() for t in page.traces],
             "next_page_token": page.next_page_token,
         }
+
+    @staticmethod
+    def _stats(store: Store, query: dict[str, list[str]]) -> dict[str, Any]:
+        def last(name: str) -> str | None:
+            value = (query.get(name) or [""])[-1].strip()
+            return value or None
+
+        since, start = last("since"), last("start")
+        if since and start:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "give since or start, not both")
+        metrics_query = build_query(
+            [e for e in query.get("experiment", []) if e] or None,
+            last("filter"),
+            [g for g in query.get("group_by", []) if g.strip()],
+            last("interval") or "1h",
+            since or start,
+            last("end"),
+        )
+        return store.trace_metrics(metrics_query).to_dict()
 
     # -- responses --------------------------------------------------------------------
 
