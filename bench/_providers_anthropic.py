@@ -48,6 +48,9 @@ USAGE = {
 CONFIGS: dict[str, str] = {
     "baseline": "no instrumentation (SDK spans off)",
     "ours": "spanlake AnthropicInstrumentor",
+    # Ours with an SDK MeterProvider, so the GenAI client metrics are really recorded
+    # ("ours" has none: the API's no-op meter, as for an app that configures no metrics).
+    "ours-metrics": "spanlake AnthropicInstrumentor + SDK MeterProvider (GenAI metrics on)",
     # Diagnostic: ours with the SDK's own tracing machinery off, to show what that costs us.
     "ours-native-off": "spanlake AnthropicInstrumentor, ANTHROPIC_OPEN_TELEMETRY=false",
     "openllmetry": "OpenLLMetry opentelemetry-instrumentation-anthropic",
@@ -62,6 +65,7 @@ CONFIGS: dict[str, str] = {
 OTEL_CONFIGS = ("ours", "openllmetry", "openinference", "sdk-native", "floor")
 PACKAGES = {
     "ours": "spanlake",
+    "ours-metrics": "spanlake",
     "ours-native-off": "spanlake",
     "openllmetry": "opentelemetry-instrumentation-anthropic",
     "openinference": "openinference-instrumentation-anthropic",
@@ -197,6 +201,7 @@ def build(config: str, processor: str) -> Setup:
         processor,
         instrumentors={
             "ours": _ours,
+            "ours-metrics": _ours_metrics,
             "ours-native-off": _ours,
             "openllmetry": _openllmetry,
             "openinference": _openinference,
@@ -212,6 +217,16 @@ def _ours(provider: Any) -> None:
     from spanlake.instrumentation.anthropic import AnthropicInstrumentor
 
     AnthropicInstrumentor().instrument(tracer_provider=provider)
+
+
+def _ours_metrics(provider: Any) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from spanlake.instrumentation.anthropic import AnthropicInstrumentor
+
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    AnthropicInstrumentor().instrument(tracer_provider=provider, meter_provider=meters)
 
 
 def _openllmetry(provider: Any) -> None:

@@ -44,6 +44,9 @@ USAGE = {"prompt_tokens": 412, "completion_tokens": 128, "total_tokens": 540}
 CONFIGS: dict[str, str] = {
     "baseline": "no instrumentation",
     "ours": "spanlake OpenAIInstrumentor",
+    # Ours with an SDK MeterProvider, so the GenAI client metrics are really recorded
+    # ("ours" has none: the API's no-op meter, as for an app that configures no metrics).
+    "ours-metrics": "spanlake OpenAIInstrumentor + SDK MeterProvider (GenAI metrics on)",
     "openllmetry": "OpenLLMetry opentelemetry-instrumentation-openai",
     "openinference": "OpenInference openinference-instrumentation-openai",
     "otel-v2": "official opentelemetry-instrumentation-openai-v2 (latest semconv, SPAN_ONLY)",
@@ -55,6 +58,7 @@ CONFIGS: dict[str, str] = {
 OTEL_CONFIGS = ("ours", "openllmetry", "openinference", "otel-v2", "floor")
 PACKAGES = {
     "ours": "spanlake",
+    "ours-metrics": "spanlake",
     "openllmetry": "opentelemetry-instrumentation-openai",
     "openinference": "openinference-instrumentation-openai",
     "otel-v2": "opentelemetry-instrumentation-openai-v2",
@@ -155,6 +159,7 @@ def build(config: str, processor: str) -> Setup:
         processor,
         instrumentors={
             "ours": _ours,
+            "ours-metrics": _ours_metrics,
             "openllmetry": _openllmetry,
             "openinference": _openinference,
             "otel-v2": _otel_v2,
@@ -170,6 +175,16 @@ def _ours(provider: Any) -> None:
     from spanlake.instrumentation.openai import OpenAIInstrumentor
 
     OpenAIInstrumentor().instrument(tracer_provider=provider)
+
+
+def _ours_metrics(provider: Any) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from spanlake.instrumentation.openai import OpenAIInstrumentor
+
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    OpenAIInstrumentor().instrument(tracer_provider=provider, meter_provider=meters)
 
 
 def _openllmetry(provider: Any) -> None:

@@ -43,7 +43,9 @@ def ref_rollup(
             tags.pop(key, None)
         else:
             tags[key] = value
-    usage, cost = _ref_usage_and_cost(ordered)
+    usage, cost, partial = _ref_usage_and_cost(ordered)
+    if partial:
+        metadata["spanlake.cost.partial"] = "true"
     if root is None or root.end_time_ns is None:
         state = TraceState.IN_PROGRESS
     elif root.status == "ERROR":
@@ -80,10 +82,11 @@ def ref_rollup(
     )
 
 
-def _ref_usage_and_cost(spans: Sequence[SpanRecord]) -> tuple[TokenUsage, float | None]:
+def _ref_usage_and_cost(spans: Sequence[SpanRecord]) -> tuple[TokenUsage, float | None, bool]:
     by_id = {s.span_id: s for s in spans}
     total = TokenUsage()
     cost: float | None = None
+    partial = False
     for span in spans:
         if span.token_usage is None or _ref_ancestor_has_usage(span, by_id):
             continue
@@ -91,7 +94,9 @@ def _ref_usage_and_cost(spans: Sequence[SpanRecord]) -> tuple[TokenUsage, float 
         price = price_for(span.model) if span.model else None
         if price is not None:
             cost = (cost or 0.0) + price.cost(span.token_usage)
-    return total, (round(cost, 10) if cost is not None else None)
+        elif span.token_usage.input_tokens or span.token_usage.output_tokens:
+            partial = True
+    return total, (round(cost, 10) if cost is not None else None), partial
 
 
 def _ref_ancestor_has_usage(span: SpanRecord, by_id: Mapping[str, SpanRecord]) -> bool:

@@ -15,6 +15,7 @@ import orjson
 
 from spanlake.exporter.pricing import price_for
 from spanlake.exporter.records import SpanRecord, TokenUsage, TraceInfo, TraceState
+from spanlake.semconv.spanlake_attrs import COST_PARTIAL
 
 PREVIEW_MAX_CHARS = 1000
 #: The roll-up order: start time, then span id (ties broken the same everywhere).
@@ -69,7 +70,9 @@ def rollup(
             else:
                 tags[key] = value
 
-    usage, cost = _usage_and_cost(used, by_id)
+    usage, cost, partial = _usage_and_cost(used, by_id)
+    if partial:
+        metadata[COST_PARTIAL] = "true"
     first = ordered[0]
     if root is None or root.end_time_ns is None:
         state = TraceState.IN_PROGRESS
@@ -109,12 +112,14 @@ def rollup(
 
 def _usage_and_cost(
     used: Sequence[SpanRecord], by_id: Mapping[str, SpanRecord]
-) -> tuple[TokenUsage, float | None]:
+) -> tuple[TokenUsage, float | None, bool]:
     """Sum usage of spans (``used``: those with usage, in roll-up order) whose ancestors
     carry none (a framework's LLM span wrapping the SDK's is counted once); cost only
-    where the model's price is known. ``by_id``: every span of the trace by id."""
+    where the model's price is known, and whether some counted tokens had no price (the
+    cost is then a lower bound). ``by_id``: every span of the trace by id."""
     total = TokenUsage()
     cost: float | None = None
+    partial = False
     for span in used:
         usage = span.token_usage
         if usage is None:
@@ -130,7 +135,9 @@ def _usage_and_cost(
         total.add(usage)
         if span.model and (price := price_for(span.model)) is not None:
             cost = (cost or 0.0) + price.cost(usage)
-    return total, (round(cost, 10) if cost is not None else None)
+        elif usage.input_tokens or usage.output_tokens:
+            partial = True
+    return total, (round(cost, 10) if cost is not None else None), partial
 
 
 def _ancestor_has_usage(span: SpanRecord, by_id: Mapping[str, SpanRecord]) -> bool:

@@ -37,3 +37,10 @@ METADATA_SESSION: Final = "session"
 
 #: Resource attribute of the emitting service.
 SERVICE_NAME: Final = "service.name"
+
+#: Metric: USD spent on GenAI calls (a counter, by model), from the same price table as
+#: the trace cost; calls to a model without a price are left out and warned about once.
+METRIC_CLIENT_COST: Final = "spanlake.client.cost"
+#: Trace metadata key set to ``"true"`` when some token usage in the trace has no price,
+#: so ``cost_usd`` is a lower bound rather than the whole cost.
+COST_PARTIAL: Final = "spanlake.cost.partial"

@@ -43,6 +43,12 @@ Streams (:mod:`._stream`)
     :class:`StreamState` (``finish(how)``, ``fail(exc)``); pass ``state=`` to a new proxy to
     move a live stream's span onto it (SDK helpers that re-wrap a response).
 
+Metrics (:mod:`._metrics`)
+    ``bind_metrics(tracer, name, meter_provider)`` in ``_instrument``: every call started
+    with that tracer then records ``gen_ai.client.token.usage``, ``.operation.duration``,
+    ``.operation.time_to_first_chunk``, ``.operation.time_per_output_chunk`` and
+    ``spanlake.client.cost`` when its span ends (nothing else for a wrapper to do).
+
 Helpers
     ``safe_invoke(fn, *a, **kw)``, ``@contained``; ``warn_if_peers_active(library,
     peer_instrumentors=["module:Class"], targets=[("module", "Class.method")])`` (call before
@@ -82,6 +88,7 @@ from ._invocation import (
     Usage,
     error_type_of,
 )
+from ._metrics import bind as bind_metrics
 from ._parts import (
     Message,
     Part,
@@ -119,6 +126,7 @@ __all__ = [
     "StreamState",
     "SyncStreamProxy",
     "Usage",
+    "bind_metrics",
     "blob_part",
     "contained",
     "content_config",

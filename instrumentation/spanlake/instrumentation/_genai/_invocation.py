@@ -24,6 +24,7 @@ from spanlake.semconv.span_type import SpanType, span_type_from_operation
 from spanlake.semconv.spanlake_attrs import SPAN_TYPE, TRUNCATED
 
 from ._config import ContentConfig, content_config, latest_names
+from ._metrics import METRIC_KEYS, ClientMetrics, metrics_for
 from ._parts import Message, Part
 from ._safe import contained
 
@@ -197,15 +198,27 @@ class Invocation:
     __slots__ = (
         "_end_lock",
         "_ended",
+        "_error_type",
         "_event_attrs",
         "_first_chunk_ns",
+        "_metric_attrs",
+        "_response_model",
         "_start_ns",
         "_truncated",
+        "_usage",
+        "chunk_gaps",
         "content",
+        "metrics",
         "span",
     )
 
-    def __init__(self, span: trace_api.Span, content: ContentConfig) -> None:
+    def __init__(
+        self,
+        span: trace_api.Span,
+        content: ContentConfig,
+        metrics: ClientMetrics | None = None,
+        metric_attrs: dict[str, AttributeValue] | None = None,
+    ) -> None:
         self.span = span
         self.content = content
         self._start_ns = time.monotonic_ns()
@@ -214,6 +227,14 @@ class Invocation:
         self._event_attrs: dict[str, AttributeValue] | None = None
         self._end_lock = threading.Lock()
         self._ended = False
+        #: The instruments this call records into when it ends (None: no metrics).
+        self.metrics = metrics
+        self._metric_attrs = metric_attrs
+        self._usage: Usage | None = None
+        self._response_model: str | None = None
+        self._error_type: str | None = None
+        #: Nanoseconds between consecutive stream chunks (filled by the stream proxy).
+        self.chunk_gaps: list[int] | None = [] if metrics is not None else None
 
     @classmethod
     def start(
@@ -225,10 +246,17 @@ class Invocation:
     ) -> Invocation | None:
         """Start the CLIENT span (child of the current context); None if that fails."""
         try:
-            span = tracer.start_span(
-                request.span_name(), kind=SpanKind.CLIENT, attributes=request.span_attributes()
+            attributes = request.span_attributes()
+            span = tracer.start_span(request.span_name(), kind=SpanKind.CLIENT, attributes=attributes)
+            metrics = metrics_for(tracer)
+            metric_attrs: dict[str, AttributeValue] | None = (
+                None
+                if metrics is None
+                else {k: attributes[k] for k in METRIC_KEYS if k in attributes}
             )
-            return cls(span, content if content is not None else content_config())
+            return cls(
+                span, content if content is not None else content_config(), metrics, metric_attrs
+            )
         except Exception:
             _logger.debug("spanlake could not start a GenAI span", exc_info=True)
             return None
@@ -326,6 +354,9 @@ class Invocation:
             out[ga.RESPONSE_FINISH_REASONS] = reasons
         if response.usage is not None:
             out.update(response.usage.attributes())
+            self._usage = response.usage
+        if response.model:
+            self._response_model = response.model
         if response.attributes:
             out.update(response.attributes)
         if response.output_messages is not None and self.content.enabled:
@@ -347,7 +378,8 @@ class Invocation:
         if self.ended:
             return
         span = self.span
-        span.set_attribute(ga.ERROR_TYPE, error_type or error_type_of(exc))
+        self._error_type = error_type or error_type_of(exc)
+        span.set_attribute(ga.ERROR_TYPE, self._error_type)
         span.record_exception(exc, escaped=True)
         span.set_status(Status(StatusCode.ERROR, str(exc)[:1024] or type(exc).__name__))
         self.end()
@@ -361,6 +393,22 @@ class Invocation:
         if self._event_attrs:
             self.span.add_event(ga.EVENT_CLIENT_INFERENCE_OPERATION_DETAILS, self._event_attrs)
         self.span.end()
+        if self.metrics is not None:
+            self._record_metrics(self.metrics)
+
+    @contained
+    def _record_metrics(self, metrics: ClientMetrics) -> None:
+        now = time.monotonic_ns()
+        first = self._first_chunk_ns
+        metrics.record(
+            self._metric_attrs or {},
+            duration_s=(now - self._start_ns) / 1e9,
+            error_type=self._error_type,
+            response_model=self._response_model,
+            usage=self._usage,
+            first_chunk_s=None if first is None else (first - self._start_ns) / 1e9,
+            chunk_gaps_ns=self.chunk_gaps,
+        )
 
 
 def _attach(span: trace_api.Span) -> object | None:

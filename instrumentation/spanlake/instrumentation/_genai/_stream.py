@@ -25,6 +25,7 @@ import wrapt
 from ._config import env_probe
 from ._events import add_chunk_events
 from ._invocation import CHUNK_EVENT, STREAM_CHUNKS, STREAM_END, Invocation, Response
+from ._metrics import MAX_CHUNK_GAPS
 from ._safe import contained, safe_invoke
 
 _logger = logging.getLogger("spanlake.instrumentation")
@@ -79,6 +80,8 @@ class StreamState:
     __slots__ = (
         "__weakref__",
         "_add",
+        "_gaps",
+        "_last_arrival",
         "_span",
         "_texts",
         "_times",
@@ -102,6 +105,9 @@ class StreamState:
         # that get an event; turned into events once, when the stream ends.
         self._times: list[int] = []
         self._texts: list[str | None] | None = [] if invocation.content.on_event else None
+        # Chunk-to-chunk gaps for ``time_per_output_chunk`` (None when no metrics).
+        self._gaps = invocation.chunk_gaps
+        self._last_arrival = 0
 
     def on_chunk(self, chunk: Any) -> None:
         try:
@@ -112,6 +118,9 @@ class StreamState:
             self.chunks = index + 1
             if index == 0:
                 self.invocation.mark_first_chunk()
+            elif (gaps := self._gaps) is not None and len(gaps) < MAX_CHUNK_GAPS:
+                gaps.append(arrived - self._last_arrival)
+            self._last_arrival = arrived
             try:
                 text = self._add(chunk)
             except Exception:  # the chunk still counts and still gets its event

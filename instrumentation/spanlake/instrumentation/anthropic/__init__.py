@@ -31,7 +31,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from spanlake.instrumentation._genai import warn_if_peers_active
+from spanlake.instrumentation._genai import bind_metrics, warn_if_peers_active
 from spanlake.instrumentation._lazy import DeferredPatches
 
 from ._call import Switch, native_span_wrapper
@@ -108,6 +108,7 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             __version__,
             tracer_provider=kwargs.get("tracer_provider"),
         )
+        bind_metrics(tracer, "spanlake.instrumentation.anthropic", kwargs.get("meter_provider"))
         switch = Switch()
         factories = {
             "create": lambda: create_wrapper(tracer, switch),

@@ -28,7 +28,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from spanlake.instrumentation._genai import warn_if_peers_active
+from spanlake.instrumentation._genai import bind_metrics, warn_if_peers_active
 from spanlake.instrumentation._lazy import DeferredPatches, imported
 
 from . import _patch
@@ -54,7 +54,9 @@ class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer_provider = kwargs.get("tracer_provider")
-        _patch.STATE.tracer = trace_api.get_tracer(__name__, tracer_provider=tracer_provider)
+        tracer = trace_api.get_tracer(__name__, tracer_provider=tracer_provider)
+        bind_metrics(tracer, __name__, kwargs.get("meter_provider"))
+        _patch.STATE.tracer = tracer
         self._deferred.when_imported("botocore.client", _patch_client)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 from opentelemetry.instrumentation.utils import unwrap
 
+from .._genai import bind_metrics
 from .._genai._peers import warn_if_peers_active
 from .._lazy import DeferredPatches, imported
 from ._wrappers import CHAT, EMBEDDINGS, RESPONSES, Endpoint, async_wrapper, sync_wrapper
@@ -90,6 +91,7 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             schema_url="https://opentelemetry.io/schemas/1.37.0",
         )
+        bind_metrics(tracer, this_package.__name__, kwargs.get("meter_provider"))
         by_module: dict[str, list[tuple[str, Endpoint, bool]]] = {}
         for module, path, endpoint, is_async in _TARGETS:
             by_module.setdefault(module, []).append((path, endpoint, is_async))
