@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32768,
         help="acknowledged spans held in memory until stored (past it: 429 / retry later)",
     )
+    wal.add_argument(
+        "--replay-quarantine",
+        action="store_true",
+        help="do not serve: retry the requests the store once refused for good "
+        "(quarantine-*.wal files under --wal-dir) into --store, delete each once stored, "
+        "and exit (0: all stored, 1: some still refused and kept)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
 
 
@@ -125,10 +132,14 @@ def handler(args: argparse.Namespace) -> int:
             wal_linger_s=args.wal_linger_ms / 1000,
             wal_max_queued_spans=args.wal_max_queued_spans,
         )
+        if args.replay_quarantine and not args.wal_dir:
+            raise ConfigError("--replay-quarantine needs the --wal-dir of the receiver")
         store = open_store(args.store or os.environ.get(ENV_STORE) or DEFAULT_STORE)
     except (ConfigError, ValueError) as exc:
         print(f"spanlake serve: {exc}", file=sys.stderr)
         return 2
+    if args.replay_quarantine:
+        return _replay_quarantine(store, config, args.wal_dir)
     receiver = Receiver(store, config)
     # From the first bound port on, SIGTERM means a graceful stop: a signal that arrived
     # before serve_forever installed its handler used to kill the process outright.
@@ -156,6 +167,24 @@ def handler(args: argparse.Namespace) -> int:
         for sig, handler in early.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _replay_quarantine(store: Any, config: Any, wal_dir: str) -> int:
+    from spanlake.exporter.receiver._quarantine import replay_quarantine
+
+    try:
+        report = replay_quarantine(store, config, wal_dir)
+    finally:
+        store.close()
+    print(
+        f"spanlake serve --replay-quarantine: {report.files} file(s), {report.requests} "
+        f"request(s), {report.spans} span(s) stored ({report.new_spans} new)"
+        + (f"; {len(report.failed)} still refused and kept" if report.failed else ""),
+        flush=True,
+    )
+    for path, reason in report.failed.items():
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _tune_gc() -> None:
