@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-token-file", help="require 'Authorization: Bearer <token in this file>'"
     )
+    parser.add_argument(
+        "--auth-metrics",
+        action="store_true",
+        help="also require the --auth-token-file token on GET /health and /metrics (and the "
+        "gRPC health check); off by default, for probes and scrapers without a token",
+    )
     parser.add_argument("--tls-cert", help="PEM certificate (enables TLS on both ports)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     limits = parser.add_argument_group("limits (bounded memory)")
@@ -113,6 +119,8 @@ def handler(args: argparse.Namespace) -> int:
     )
     mib = 1024 * 1024
     try:
+        if args.auth_metrics and not args.auth_token_file:
+            raise ConfigError("--auth-metrics needs --auth-token-file")
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         config = ReceiverConfig(
@@ -121,6 +129,7 @@ def handler(args: argparse.Namespace) -> int:
             http_port=None if args.no_http else args.http_port,
             default_experiment=args.experiment or os.environ.get(ENV_EXPERIMENT) or "Default",
             auth_token=load_token(args.auth_token_file) if args.auth_token_file else None,
+            auth_metrics=args.auth_metrics,
             tls_cert_file=args.tls_cert,
             tls_key_file=args.tls_key,
             max_request_bytes=int(args.max_request_mib * mib),
