@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-token-file", help="require 'Authorization: Bearer <token in this file>'"
     )
+    parser.add_argument(
+        "--auth-metrics",
+        action="store_true",
+        help="also require the --auth-token-file token on GET /health and /metrics (and the "
+        "gRPC health check); off by default, for probes and scrapers without a token",
+    )
     parser.add_argument("--tls-cert", help="PEM certificate (enables TLS on both ports)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     limits = parser.add_argument_group("limits (bounded memory)")
@@ -80,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32768,
         help="acknowledged spans held in memory until stored (past it: 429 / retry later)",
     )
+    wal.add_argument(
+        "--replay-quarantine",
+        action="store_true",
+        help="do not serve: retry the requests the store once refused for good "
+        "(quarantine-*.wal files under --wal-dir) into --store, delete each once stored, "
+        "and exit (0: all stored, 1: some still refused and kept)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
 
 
@@ -106,6 +119,8 @@ def handler(args: argparse.Namespace) -> int:
     )
     mib = 1024 * 1024
     try:
+        if args.auth_metrics and not args.auth_token_file:
+            raise ConfigError("--auth-metrics needs --auth-token-file")
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         config = ReceiverConfig(
@@ -114,6 +129,7 @@ def handler(args: argparse.Namespace) -> int:
             http_port=None if args.no_http else args.http_port,
             default_experiment=args.experiment or os.environ.get(ENV_EXPERIMENT) or "Default",
             auth_token=load_token(args.auth_token_file) if args.auth_token_file else None,
+            auth_metrics=args.auth_metrics,
             tls_cert_file=args.tls_cert,
             tls_key_file=args.tls_key,
             max_request_bytes=int(args.max_request_mib * mib),
@@ -125,10 +141,14 @@ def handler(args: argparse.Namespace) -> int:
             wal_linger_s=args.wal_linger_ms / 1000,
             wal_max_queued_spans=args.wal_max_queued_spans,
         )
+        if args.replay_quarantine and not args.wal_dir:
+            raise ConfigError("--replay-quarantine needs the --wal-dir of the receiver")
         store = open_store(args.store or os.environ.get(ENV_STORE) or DEFAULT_STORE)
     except (ConfigError, ValueError) as exc:
         print(f"spanlake serve: {exc}", file=sys.stderr)
         return 2
+    if args.replay_quarantine:
+        return _replay_quarantine(store, config, args.wal_dir)
     receiver = Receiver(store, config)
     # From the first bound port on, SIGTERM means a graceful stop: a signal that arrived
     # before serve_forever installed its handler used to kill the process outright.
@@ -156,6 +176,24 @@ def handler(args: argparse.Namespace) -> int:
         for sig, handler in early.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _replay_quarantine(store: Any, config: Any, wal_dir: str) -> int:
+    from spanlake.exporter.receiver._quarantine import replay_quarantine
+
+    try:
+        report = replay_quarantine(store, config, wal_dir)
+    finally:
+        store.close()
+    print(
+        f"spanlake serve --replay-quarantine: {report.files} file(s), {report.requests} "
+        f"request(s), {report.spans} span(s) stored ({report.new_spans} new)"
+        + (f"; {len(report.failed)} still refused and kept" if report.failed else ""),
+        flush=True,
+    )
+    for path, reason in report.failed.items():
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _tune_gc() -> None:

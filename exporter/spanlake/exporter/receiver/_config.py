@@ -23,6 +23,9 @@ class ReceiverConfig:
     default_experiment: str = "Default"
     #: Bearer token required on every export when set (``Authorization: Bearer <token>``).
     auth_token: str | None = None
+    #: Also require the token on ``GET /health`` and ``GET /metrics`` (and the gRPC health
+    #: check). Off by default: probes and scrapers usually carry no token.
+    auth_metrics: bool = False
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     max_request_bytes: int = 16 * MIB
@@ -47,6 +50,8 @@ class ReceiverConfig:
     drain_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.auth_metrics and not self.auth_token:
+            raise ValueError("auth_metrics needs an auth token")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both a certificate and a key file")
         for name in ("max_request_bytes", "max_inflight_requests", "max_inflight_bytes"):

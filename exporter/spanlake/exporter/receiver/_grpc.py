@@ -77,8 +77,16 @@ class _TraceService:
         return _protobuf.encode_response(outcome.rejected, outcome.message)
 
 
-def _health(serving: Any) -> Any:
+def _health(serving: Any, auth: TokenAuth | None) -> Any:
+    """The health check; behind the bearer token too when ``auth`` is given."""
+
     def check(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if auth is not None:
+            metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            try:
+                auth.check(metadata.get("authorization"))
+            except ReceiverError as error:
+                _abort(context, error)
         return _SERVING if serving() else _NOT_SERVING
 
     return check
@@ -106,7 +114,11 @@ def make_server(
                 TRACE_SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(service.export)}
             ),
             grpc.method_handlers_generic_handler(
-                HEALTH_SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(_health(serving))}
+                HEALTH_SERVICE, {
+                    "Check": grpc.unary_unary_rpc_method_handler(
+                        _health(serving, auth if config.auth_metrics else None)
+                    )
+                }
             ),
         )
     )

@@ -183,6 +183,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path in ("/health", "/metrics") and self.server.config.auth_metrics:
+            try:
+                self.server.auth.check(self.headers.get("Authorization"))
+            except ReceiverError as error:
+                self._send(
+                    error.http_status,
+                    orjson.dumps({"error": error.message}),
+                    "application/json",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                return
         if path == "/health":
             ok = self.server.serving()
             body = orjson.dumps({"status": "ok" if ok else "shutting down"})

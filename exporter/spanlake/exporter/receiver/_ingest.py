@@ -44,6 +44,8 @@ from spanlake.exporter.store.base import Store
 logger = logging.getLogger(__name__)
 
 MAX_EXPERIMENT_NAME = 256
+#: Non-transient refusals in a row, of a request written alone, before it is quarantined.
+PERMANENT_ATTEMPTS = 3
 _DECODERS: dict[Format, Callable[[bytes], Decoded]] = {
     "protobuf": _protobuf.decode_request,
     "json": _json.decode_request,
@@ -268,9 +270,13 @@ class Writer:
         for entry in wal.recovered():
             try:
                 records = self._replay(entry)
-            except Exception:
-                logger.exception("write-ahead log entry %d cannot be decoded", entry.seq)
-                logger.error("kept it in %s", wal.quarantine(entry))
+            except Exception as exc:
+                job = _Job([], entry)
+                while not self._quarantine(job, exc, wal):
+                    with self._cond:
+                        if self._closed:
+                            return False
+                        self._cond.wait(1.0)
                 continue
             batch.append(_Job(records, entry))
             size += len(records)
@@ -288,39 +294,65 @@ class Writer:
         return True
 
     def _store_logged(self, batch: list[_Job], wal: WriteAheadLog | None = None) -> bool:
-        """Write logged requests to the store, retrying transient failures with backoff;
-        a request the store refuses for good is quarantined. False only when closing
-        while the store still fails (the log keeps the batch for the next start)."""
+        """Write logged requests to the store; the log lets a request go only once it is
+        stored. Transient faults (TransientStoreError, OSError: a full or locked store)
+        keep it and are retried with backoff, however long they last. Any other error
+        splits a batch into its requests; a request that alone fails that way
+        ``PERMANENT_ATTEMPTS`` times in a row is one the store can never accept: it is
+        quarantined (kept on disk, counted, logged with the reason) and the log moves on.
+        False only when closing while the store still fails (the log keeps the rest)."""
         wal = wal or self._wal
         assert wal is not None
         records = [r for job in batch for r in job.records]
         delay = 0.05
+        refusals = 0
         while True:
             try:
                 new = self._store.write_spans(records) if records else 0
             except (TransientStoreError, OSError) as exc:
                 self._metrics.count_store_error()
+                refusals = 0
                 logger.warning("transient store error, retrying in %.2fs: %s", delay, exc)
-                with self._cond:
-                    if self._closed:
-                        return False
-                    self._cond.wait(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            except Exception:
-                if len(batch) > 1:
-                    return all(self._store_logged([job], wal) for job in batch)
+            except Exception as exc:
                 self._metrics.count_store_error()
-                entry = batch[0].entry
-                assert entry is not None
-                logger.exception("the store refused %d logged spans for good", len(records))
-                logger.error("kept the request in %s", wal.quarantine(entry))
+                if len(batch) > 1:
+                    # Isolate the request(s) that made the shared commit fail.
+                    return all(self._store_logged([job], wal) for job in batch)
+                refusals += 1
+                if refusals >= PERMANENT_ATTEMPTS and self._quarantine(batch[0], exc, wal):
+                    return True
+                logger.warning(
+                    "store refused %d logged spans (%d/%d), retrying in %.2fs: %s",
+                    len(records), refusals, PERMANENT_ATTEMPTS, delay, exc,
+                )  # fmt: skip
             else:
                 self._metrics.count_write(len(records), new)
-            last = batch[-1].entry
-            assert last is not None
-            wal.stored(last.seq)
-            return True
+                wal.stored(job.entry.seq for job in batch if job.entry is not None)
+                return True
+            with self._cond:
+                if self._closed:
+                    return False
+                self._cond.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _quarantine(self, job: _Job, reason: Exception, wal: WriteAheadLog) -> bool:
+        """Keep a request the store refuses for good beside the log, then let the log drop
+        it; False (the log keeps it, the caller retries) if it cannot be kept."""
+        entry = job.entry
+        assert entry is not None
+        try:
+            path = wal.quarantine(entry)
+        except OSError as exc:
+            logger.warning("cannot quarantine logged request %d yet: %s", entry.seq, exc)
+            return False
+        self._metrics.count_quarantined(len(job.records))
+        logger.error(
+            "the store refused logged request %d (%d spans) for good: %s: %s; kept in %s "
+            "(retry with `spanlake serve --replay-quarantine`)",
+            entry.seq, len(job.records), type(reason).__name__, reason, path,
+        )  # fmt: skip
+        wal.stored([entry.seq])
+        return True
 
 
 @dataclass(slots=True)
@@ -395,10 +427,7 @@ class Ingestor:
         return Outcome(decoded.rejected, decoded.error_message)
 
     def _replay(self, entry: Entry) -> list[SpanRecord]:
-        """A logged request's records, by the same steps as when it was received."""
-        override = _experiment_override(entry.experiment)
-        data = decompress(entry.body, entry.encoding, self.config.max_request_bytes)
-        return self._map(_DECODERS[entry.fmt](data), override)
+        return logged_records(entry, self.config)
 
     def export(
         self, fmt: Format, body: bytes, encoding: str = "", experiment: str | None = None
@@ -408,21 +437,31 @@ class Ingestor:
             return self.process(ticket, fmt, body, encoding, experiment)
 
     def _map(self, decoded: Decoded, override: str | None) -> list[SpanRecord]:
-        default = self.config.default_experiment
-        records: list[SpanRecord] = []
-        append = records.append
-        for span in decoded.spans:
-            try:
-                append(map_span(span, experiment_for(span, default, override)))
-            except Exception as exc:  # a span the mapping cannot handle is rejected alone
-                decoded.reject(f"span {span.span_id}: {type(exc).__name__}: {exc}")
-        return records
+        return _map(decoded, self.config.default_experiment, override)
 
     def close(self) -> None:
         """Stop admitting, let admitted requests finish, commit what is queued."""
         if not self.gate.close(self.config.drain_timeout_s):
             logger.warning("shutdown: in-flight requests did not finish in time")
         self.writer.close(self.config.drain_timeout_s)
+
+
+def logged_records(entry: Entry, config: ReceiverConfig) -> list[SpanRecord]:
+    """A logged request's records, by the same steps as when it was received."""
+    override = _experiment_override(entry.experiment)
+    data = decompress(entry.body, entry.encoding, config.max_request_bytes)
+    return _map(_DECODERS[entry.fmt](data), config.default_experiment, override)
+
+
+def _map(decoded: Decoded, default: str, override: str | None) -> list[SpanRecord]:
+    records: list[SpanRecord] = []
+    append = records.append
+    for span in decoded.spans:
+        try:
+            append(map_span(span, experiment_for(span, default, override)))
+        except Exception as exc:  # a span the mapping cannot handle is rejected alone
+            decoded.reject(f"span {span.span_id}: {type(exc).__name__}: {exc}")
+    return records
 
 
 def _experiment_override(value: str | None) -> str | None:

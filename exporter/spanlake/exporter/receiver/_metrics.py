@@ -15,6 +15,11 @@ _HELP = {
     "spans_duplicate_total": ("counter", "Spans acknowledged that the store already had."),
     "spans_rejected_total": ("counter", "Spans rejected as invalid (partial success)."),
     "store_errors_total": ("counter", "Failed store writes (transient or not)."),
+    "requests_quarantined_total": (
+        "counter",
+        "Logged requests the store refused for good, kept as quarantine-*.wal files.",
+    ),
+    "spans_quarantined_total": ("counter", "Spans in the quarantined requests."),
     "inflight_requests": ("gauge", "Export requests being decoded or written."),
     "inflight_bytes": ("gauge", "Bytes of export requests being decoded or written."),
     "write_queue_spans": ("gauge", "Spans waiting for the store writer."),
@@ -29,6 +34,8 @@ class Metrics:
         self.spans_duplicate = 0
         self.spans_rejected = 0
         self.store_errors = 0
+        self.requests_quarantined = 0
+        self.spans_quarantined = 0
         self.requests: Counter[tuple[str, str]] = Counter()
         # Gauges, owned by the gate and the writer (read without the lock).
         self.inflight_requests = 0
@@ -53,6 +60,11 @@ class Metrics:
         with self._lock:
             self.store_errors += 1
 
+    def count_quarantined(self, spans: int) -> None:
+        with self._lock:
+            self.requests_quarantined += 1
+            self.spans_quarantined += spans
+
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
         values = {
@@ -61,6 +73,8 @@ class Metrics:
             "spans_duplicate_total": self.spans_duplicate,
             "spans_rejected_total": self.spans_rejected,
             "store_errors_total": self.store_errors,
+            "requests_quarantined_total": self.requests_quarantined,
+            "spans_quarantined_total": self.spans_quarantined,
             "inflight_requests": self.inflight_requests,
             "inflight_bytes": self.inflight_bytes,
             "write_queue_spans": self.write_queue_spans,

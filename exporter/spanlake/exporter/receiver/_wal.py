@@ -11,22 +11,33 @@ exclusive ``flock`` on ``DIR/<slot>/lock`` (a second receiver on the same direct
 the next slot; a starting one replays its own slot and any slot whose receiver is gone).
 A segment is a run of frames ``<payload length u32><crc32 u32><seq u64><payload>``, the
 payload the request as received (format, content encoding, experiment header, body), so
-replay runs the same decode and mapping. A frame cut short by a crash was never acknowledged; replay stops at
-it. A segment is deleted once every request in it is in the store (the store dedupes on
-(trace id, span id), so replaying a request that was in fact stored is harmless).
+replay runs the same decode and mapping.
+
+No acknowledged request leaves the log before it is in the store:
+
+- an append that fails (a full or failing log disk) is cut off again (``ftruncate``) and
+  the request refused with 503 / ``UNAVAILABLE``, so a torn frame is never acknowledged
+  and never followed by acknowledged ones; a frame torn by a crash is at the tail, and
+  replay stops there (a damaged frame further in is skipped up to the next valid one);
+- a segment is deleted only once *every* request in it was reported stored, whatever
+  order the writer stored them in (the store dedupes on (trace id, span id), so replaying
+  a request that was in fact stored is harmless);
+- a request the store refuses for good is first copied to ``quarantine-<seq>-<n>.wal``
+  (written under a temporary name, fsynced, renamed), and ``spanlake serve
+  --replay-quarantine`` retries those files into the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from spanlake.exporter._durable import fsync_dir
 from spanlake.exporter.errors import ConfigError
@@ -40,6 +51,7 @@ _FORMATS: tuple[Format, ...] = ("protobuf", "json")
 _NO_EXPERIMENT = 0xFFFF
 #: A segment is closed (and can be deleted once stored) past this size.
 SEGMENT_BYTES = 64 * 1024 * 1024
+QUARANTINE_PREFIX = "quarantine-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,8 @@ class Entry:
 class _Segment:
     path: str
     last: int  # highest sequence number written to it (-1: none yet)
+    #: sequence numbers logged here and not yet reported stored
+    pending: set[int] = field(default_factory=set)
 
 
 def _encode(fmt: Format, encoding: str, experiment: str | None, body: bytes) -> bytes:
@@ -84,20 +98,56 @@ def _decode(seq: int, payload: bytes) -> Entry:
     return Entry(seq, _FORMATS[fmt_index], encoding, experiment, payload[pos:])
 
 
+def _frame_at(data: bytes, pos: int, after: int) -> tuple[int, bytes] | None:
+    """(seq, payload) of a complete, intact frame at ``pos`` numbered above ``after``."""
+    if pos + _FRAME.size > len(data):
+        return None
+    length, crc, seq = _FRAME.unpack_from(data, pos)
+    start = pos + _FRAME.size
+    if length < _META.size or start + length > len(data) or seq <= after:
+        return None
+    payload = data[start : start + length]
+    if zlib.crc32(payload) != crc:
+        return None
+    return seq, payload
+
+
 def _read_segment(path: str) -> Iterator[Entry]:
-    """The segment's entries up to the first incomplete or corrupt frame."""
+    """The segment's intact entries. A torn tail (a crash or a full disk during an
+    append, never acknowledged) ends it; a damaged frame followed by intact ones (left by
+    an older version that appended after a failed write) is skipped up to the next one."""
     with open(path, "rb") as fh:
         data = fh.read()
-    pos = 0
-    while pos + _FRAME.size <= len(data):
-        length, crc, seq = _FRAME.unpack_from(data, pos)
-        start = pos + _FRAME.size
-        payload = data[start : start + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            logger.warning("write-ahead log %s: torn frame at byte %d ignored", path, pos)
-            return
-        yield _decode(seq, payload)
-        pos = start + length
+    pos, last = 0, -1
+    while pos < len(data):
+        found = _frame_at(data, pos, last)
+        if found is None:
+            resume = next(
+                (p for p in range(pos + 1, len(data) - _FRAME.size + 1)
+                 if _frame_at(data, p, last) is not None),
+                None,
+            )  # fmt: skip
+            if resume is None:
+                logger.warning(
+                    "write-ahead log %s: torn tail of %d byte(s) at byte %d ignored (never "
+                    "acknowledged)", path, len(data) - pos, pos,
+                )  # fmt: skip
+                return
+            logger.warning(
+                "write-ahead log %s: %d damaged byte(s) at byte %d skipped",
+                path, resume - pos, pos,
+            )  # fmt: skip
+            pos = resume
+            continue
+        seq, payload = found
+        try:
+            entry = _decode(seq, payload)
+        except (struct.error, IndexError, UnicodeDecodeError):
+            logger.warning("write-ahead log %s: undecodable frame %d skipped", path, seq)
+        else:
+            yield entry
+        last = seq
+        pos += _FRAME.size + len(payload)
 
 
 class WriteAheadLog:
@@ -118,12 +168,13 @@ class WriteAheadLog:
         )
         for name in names:
             path = os.path.join(self.slot, name)
-            last = -1
+            segment = _Segment(path, -1)
             for entry in _read_segment(path):
-                last = max(last, entry.seq)
-            self._segments.append(_Segment(path, last))
-            self._next_seq = max(self._next_seq, last + 1)
-        self._file: BinaryIO | None = None
+                segment.last = max(segment.last, entry.seq)
+                segment.pending.add(entry.seq)
+            self._segments.append(segment)
+            self._next_seq = max(self._next_seq, segment.last + 1, _seq_of(name) + 1)
+        self._fd = -1  # the segment being appended to (the last one), or -1
         self._file_bytes = 0
 
     def orphans(self) -> list[WriteAheadLog]:
@@ -147,43 +198,76 @@ class WriteAheadLog:
             yield from _read_segment(segment.path)
 
     def append(self, fmt: Format, encoding: str, experiment: str | None, body: bytes) -> int:
-        """Write one request durably; returns its sequence number."""
+        """Write one request durably; returns its sequence number. On OSError (full or
+        failing disk) nothing of the frame is left behind and the caller must refuse the
+        request: it was not logged."""
         payload = _encode(fmt, encoding, experiment, body)
         with self._lock:
             seq = self._next_seq
-            fh = self._current(seq)
-            fh.write(_frame(seq, payload))
-            fh.flush()
-            os.fsync(fh.fileno())
+            fd = self._current(seq)
+            frame = _frame(seq, payload)
+            size = self._file_bytes
+            try:
+                view = memoryview(frame)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                self._cut(size)
+                raise
             self._next_seq = seq + 1
-            self._segments[-1].last = seq
-            self._file_bytes += _FRAME.size + len(payload)
+            segment = self._segments[-1]
+            segment.last = seq
+            segment.pending.add(seq)
+            self._file_bytes = size + len(frame)
             return seq
 
-    def _current(self, seq: int) -> BinaryIO:
-        if self._file is not None and self._file_bytes >= self._segment_bytes:
-            self._file.close()
-            self._file = None
-        if self._file is None:
-            path = os.path.join(self.slot, f"seg-{seq:020d}.wal")
-            self._file = open(path, "ab")
+    def _cut(self, size: int) -> None:
+        """(Lock held.) Take a failed append back off the open segment; if even that
+        fails, leave the segment (its torn tail ends it at replay) and start a new one."""
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+        except OSError:
+            logger.warning("write-ahead log: could not cut a failed append; next segment")
+            self._close_file()
+
+    def _current(self, seq: int) -> int:
+        if self._fd >= 0 and self._file_bytes >= self._segment_bytes:
+            self._close_file()
+        if self._fd < 0:
+            path, fd = _create(os.path.join(self.slot, f"seg-{seq:020d}"))
+            try:
+                fsync_dir(self.slot)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
             self._file_bytes = 0
             self._segments.append(_Segment(path, -1))
-            fsync_dir(self.slot)
-        return self._file
+        return self._fd
 
-    def stored(self, through_seq: int) -> None:
-        """Every entry up to ``through_seq`` is in the store: delete the segments that hold
-        nothing newer (the open one is closed first if it is entirely stored)."""
+    def _close_file(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def stored(self, seqs: Iterable[int]) -> None:
+        """These entries are in the store (or quarantined): delete every segment none of
+        whose entries is still waiting (the open one is closed first)."""
         with self._lock:
+            done = set(seqs)
             keep: list[_Segment] = []
             for i, segment in enumerate(self._segments):
-                if segment.last > through_seq:
+                segment.pending -= done
+                if segment.pending:
                     keep.append(segment)
                     continue
-                if self._file is not None and i == len(self._segments) - 1:
-                    self._file.close()  # the open segment is entirely stored
-                    self._file = None
+                if i == len(self._segments) - 1:
+                    if self._fd >= 0 and segment.last < 0:
+                        keep.append(segment)  # just opened, nothing in it yet
+                        continue
+                    self._close_file()  # the open segment is entirely stored
                 try:
                     os.unlink(segment.path)
                 except FileNotFoundError:
@@ -192,13 +276,26 @@ class WriteAheadLog:
 
     def quarantine(self, entry: Entry) -> str:
         """Keep a request the store refuses for good, in the log's own format, for an
-        operator to inspect or replay; returns the file."""
-        path = os.path.join(self.slot, f"quarantine-{entry.seq:020d}.wal")
+        operator to inspect or replay (``spanlake serve --replay-quarantine``); returns the
+        file. Complete or absent: written under a temporary name, fsynced, renamed. Raises
+        OSError if it cannot be kept (the caller then keeps the segment)."""
         payload = _encode(entry.fmt, entry.encoding, entry.experiment, entry.body)
-        with open(path, "wb") as fh:
-            fh.write(_frame(entry.seq, payload))
-            fh.flush()
-            os.fsync(fh.fileno())
+        for n in range(1_000_000):
+            path = os.path.join(self.slot, f"{QUARANTINE_PREFIX}{entry.seq:020d}-{n}.wal")
+            if not os.path.exists(path):
+                break
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_frame(entry.seq, payload))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, path)
+            fsync_dir(self.slot)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return path
 
     def pending_segments(self) -> int:
@@ -208,9 +305,7 @@ class WriteAheadLog:
     def close(self) -> None:
         """Release the slot (idempotent)."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close_file()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -238,6 +333,42 @@ def _take_slot(directory: str, only: str | None = None) -> tuple[str, int]:
             continue
         return slot, fd
     raise ConfigError(f"no free write-ahead log slot under {directory}")
+
+
+def _create(stem: str) -> tuple[str, int]:
+    """A new, empty ``stem[-n].wal`` for appending (never reopens a torn segment)."""
+    for n in range(1_000_000):
+        path = f"{stem}.wal" if n == 0 else f"{stem}-{n}.wal"
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            continue
+    raise OSError(f"no free write-ahead log segment name for {stem}")
+
+
+def _seq_of(name: str) -> int:
+    """The sequence number in a log file's name (-1 if none)."""
+    digits = name.split("-", 1)[-1].split("-", 1)[0].split(".", 1)[0]
+    return int(digits) if digits.isdigit() else -1
+
+
+def quarantined(directory: str) -> list[str]:
+    """Every quarantined request file under a log directory (all slots), oldest first."""
+    found: list[tuple[int, str]] = []
+    try:
+        slots = [os.path.join(directory, n) for n in os.listdir(directory) if n.isdigit()]
+    except FileNotFoundError:
+        return []
+    for slot in slots:
+        for name in os.listdir(slot):
+            if name.startswith(QUARANTINE_PREFIX) and name.endswith(".wal"):
+                found.append((_seq_of(name), os.path.join(slot, name)))
+    return [path for _, path in sorted(found)]
+
+
+def read_quarantined(path: str) -> list[Entry]:
+    """The request(s) kept in one quarantine file."""
+    return list(_read_segment(path))
 
 
 def _has_segments(slot: str) -> bool:
