@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from spanlake.exporter._exit import install_sigterm_flush
 from spanlake.exporter.config import default_experiment
 from spanlake.exporter.errors import ConfigError, TransientStoreError
 from spanlake.exporter.mapping import experiment_for, from_readable_span, map_span
@@ -68,6 +69,8 @@ class SpanlakeSpanExporter(SpanExporter):
             except ConfigError as exc:
                 _logger.error("spanlake exporter disabled: %s", exc)
                 self._store = None
+        if self._store is not None:
+            install_sigterm_flush()  # a service stopped by SIGTERM keeps its last batch
 
     @property
     def store(self) -> Store | None:
