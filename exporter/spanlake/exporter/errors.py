@@ -1,10 +1,10 @@
 """spanlake's errors. They never reach instrumented user code (the exporter contains them).
 
 SpanlakeError
- ├── ConfigError            bad store URI, unknown scheme, bad setting
+ ├── ConfigError            bad store URI, unknown scheme, missing directory, bad setting
  ├── FilterError            malformed filter_string / order_by (names the bad token)
  ├── NotFoundError          unknown trace / experiment
- └── StoreError             the store failed
+ └── StoreError             the store failed, or cannot be opened (open_store wraps backend errors)
       └── TransientStoreError   retry later (locked database, busy table, I/O hiccup)
 """
 

@@ -20,8 +20,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from spanlake.exporter._exit import install_sigterm_flush
 from spanlake.exporter.config import default_experiment
-from spanlake.exporter.errors import ConfigError, TransientStoreError
+from spanlake.exporter.errors import SpanlakeError, TransientStoreError
 from spanlake.exporter.mapping import experiment_for, from_readable_span, map_span
 from spanlake.exporter.records import SpanRecord
 from spanlake.exporter.store import Store, open_store
@@ -38,9 +39,11 @@ class SpanlakeSpanExporter(SpanExporter):
 
     Zero-code use constructs it with no arguments (``OTEL_TRACES_EXPORTER=spanlake``):
     the store comes from ``SPANLAKE_STORE`` (default ``sqlite:///spanlake.db``) and the
-    experiment from ``SPANLAKE_EXPERIMENT`` (default ``Default``). A bad URI passed as an
-    argument raises :class:`ConfigError`; a bad URI from the environment is logged as one
-    clear error and the exporter is disabled, so the application still runs.
+    experiment from ``SPANLAKE_EXPERIMENT`` (default ``Default``). A store passed as an
+    argument that is invalid raises :class:`ConfigError` and one that cannot be opened
+    :class:`StoreError` (both :class:`SpanlakeError`); the same faults with the store from
+    the environment are logged as one clear line and the exporter is disabled, so the
+    application still runs (untraced).
     """
 
     def __init__(
@@ -61,13 +64,15 @@ class SpanlakeSpanExporter(SpanExporter):
         if isinstance(store, Store):
             self._store = store
         elif store is not None:
-            self._store = open_store(store)  # explicit: let ConfigError reach the caller
+            self._store = open_store(store)  # explicit: ConfigError / StoreError reach the caller
         else:
             try:
                 self._store = open_store(None)
-            except ConfigError as exc:
+            except SpanlakeError as exc:  # zero-code: one line, never a traceback
                 _logger.error("spanlake exporter disabled: %s", exc)
                 self._store = None
+        if self._store is not None:
+            install_sigterm_flush()  # a service stopped by SIGTERM keeps its last batch
 
     @property
     def store(self) -> Store | None:

@@ -26,7 +26,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import orjson
@@ -255,14 +255,20 @@ class LakeStore(Store):
             table = _arrow.spans_to_table(new)
             # The span file is encoded, fsynced and committed on a worker thread (I/O and
             # Arrow release the GIL) while the touched traces are rolled up here.
-            future = self._io.submit(self.backend.append, SPANS, table, txn_id=batch_txn_id(spans))
+            txn_id = batch_txn_id(spans)
+            future = self._submit_io(table, txn_id)
             cache.add(new)
             try:
                 rolled = self._rollups(with_new)
-                paths = future.result()
+                paths = (
+                    future.result()
+                    if future is not None
+                    else self.backend.append(SPANS, table, txn_id=txn_id)
+                )
             except BaseException:
                 cache.discard(new)
-                wait([future])  # never leave the backend busy behind the caller's back
+                if future is not None:
+                    wait([future])  # never leave the backend busy behind the caller's back
                 raise
             cache.register_own_files(new, paths)
         # Look again: spans other processes added meanwhile must be in our roll-up.
@@ -280,6 +286,15 @@ class LakeStore(Store):
         cache.shrink(touched)
         traces.maybe_merge()
         return len(new)
+
+    def _submit_io(self, table: pa.Table, txn_id: str) -> Future[list[str] | None] | None:
+        """The span file's append on the I/O thread, or None to append inline: once the
+        interpreter is shutting down (``atexit``, where the SDK flushes its last batch)
+        ``concurrent.futures`` refuses new work, and those spans must still be written."""
+        try:
+            return self._io.submit(self.backend.append, SPANS, table, txn_id=txn_id)
+        except RuntimeError:
+            return None
 
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:

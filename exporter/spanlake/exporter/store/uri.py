@@ -3,7 +3,9 @@
 ``sqlite:///relative/path.db`` (three slashes: relative to the working directory),
 ``sqlite:////absolute/path.db`` (four: absolute); the lake stores follow the same rule
 (``parquet:///rel/dir``, ``delta:////abs/dir``) and ``delta+s3://bucket/prefix`` style
-object-store URIs. A bad URI or unknown scheme is a :class:`ConfigError` at start-up.
+object-store URIs. A bad URI or unknown scheme is a :class:`ConfigError` at start-up; a
+store that cannot be opened (unwritable path, missing directory, unreachable bucket) is a
+:class:`StoreError`, whatever the backend raised underneath.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spanlake.exporter.errors import ConfigError
+from spanlake.exporter.errors import ConfigError, SpanlakeError, StoreError
 from spanlake.exporter.store.base import Store
 
 ENV_STORE = "SPANLAKE_STORE"
@@ -84,4 +86,9 @@ def open_store(uri: str | None = None) -> Store:
             f"Install it with: pip install 'spanlake[lake]'"
         ) from exc
     factory: Callable[[StoreURI], Store] = getattr(module, attr)
-    return factory(parsed)
+    try:
+        return factory(parsed)
+    except SpanlakeError:
+        raise
+    except Exception as exc:  # OSError, Arrow or Delta errors: one error tree for callers
+        raise StoreError(f"cannot open store {parsed.raw!r}: {exc}") from exc
