@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -80,6 +81,13 @@ __all__ = [
 ]
 
 
+_LOG = logging.getLogger(__name__)
+#: Stale traces re-derived per pass when healing (each pass scans the span files once).
+HEAL_CHUNK = 1000
+#: ``compact`` deletes temporary files untouched this long (a live write takes seconds).
+LEFTOVER_SECONDS = 600.0
+
+
 def batch_txn_id(spans: Sequence[SpanRecord]) -> str:
     """Idempotency key of a batch: the same spans give the same id, whatever their order."""
     keys = sorted({f"{s.trace_id}:{s.span_id}" for s in spans})
@@ -127,6 +135,8 @@ class LakeStore(Store):
         self._assessments: dict[str, tuple[int, Assessment]] = {}
         self._overrides: dict[str, list[tuple[int, str, str | None]]] = {}
         self._experiments: dict[str, Experiment] = {}
+        self._healed: set[str] = set()  # span files whose traces have a trace row
+        self._heal_persisted = False
 
     # -- helpers -------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -216,6 +226,63 @@ class LakeStore(Store):
     def _reroll(self, trace_ids: Iterable[str]) -> None:
         self._write_rollups(self._rollups(trace_ids))
 
+    # -- healing what a crash left ---------------------------------------------------------
+    def _heal(self) -> int:
+        """Roll up traces whose spans are on disk without a trace row counting them all (a
+        writer killed between its span file and its trace rows); returns how many.
+
+        The first call in a process (the first read or write) looks at every span file and
+        writes the missing trace rows, so every reader and engine sees them from then on;
+        on a store it cannot write, and on later reads (span files that appeared since,
+        maybe a live writer's whose rows are on their way), the rows are kept in memory
+        only, where a complete row written later still wins."""
+        files = self.backend.files(SPANS)
+        new = [f for f in files if f not in self._healed]
+        if not new:
+            return 0
+        dataset = self.backend.dataset(SPANS, files)
+        if dataset is None:
+            return 0
+        if len(new) == len(files):
+            keys = dataset.to_table(columns=["trace_id", "span_id"])
+        else:
+            fresh = self.backend.dataset(SPANS, new)
+            assert fresh is not None
+            ids = pc.unique(fresh.to_table(columns=["trace_id"]).column("trace_id"))
+            keys = dataset.to_table(
+                columns=["trace_id", "span_id"], filter=ds.field("trace_id").isin(ids)
+            )
+        on_disk = keys.group_by("trace_id").aggregate([("span_id", "count_distinct")])
+        self._traces.refresh()
+        stale = self._traces.short_of(
+            on_disk.column("trace_id"), on_disk.column("span_id_count_distinct")
+        )
+        persist = not self._heal_persisted
+        self._heal_persisted = True
+        self._healed.update(files)
+        for i in range(0, len(stale), HEAL_CHUNK):
+            chunk = stale[i : i + HEAL_CHUNK]
+            self._spans.forget(chunk)
+            self._spans.read(files, set(chunk))
+            rolled = self._rollups(chunk)
+            if persist:
+                try:
+                    self._write_rollups(rolled)
+                except Exception as exc:  # read-only lake, full disk: this process still sees them
+                    _LOG.warning("could not store repaired trace rows in %s: %s", self.uri, exc)
+                    persist = False
+            if not persist and rolled:
+                values = list(rolled.values())
+                self._traces.add_unstored(
+                    _arrow.traces_to_table(
+                        [info for _, _, info in values], [n for _, n, _ in values], time.time_ns()
+                    )
+                )
+            self._spans.shrink(chunk)
+        if stale:
+            _LOG.info("rolled up %d trace(s) a crashed writer left without trace rows", len(stale))
+        return len(stale)
+
     # -- writes --------------------------------------------------------------------------
     def _guard(self, fn: Any) -> Any:
         try:
@@ -242,6 +309,8 @@ class LakeStore(Store):
                 batch.setdefault(key, s)
         touched = {trace_id for trace_id, _ in batch}
         cache, traces = self._spans, self._traces
+        if not self._heal_persisted:
+            self._heal()
         self._ensure_experiments({s.experiment for s in batch.values()})
         cache.refresh()
         traces.refresh()
@@ -271,6 +340,7 @@ class LakeStore(Store):
                     wait([future])  # never leave the backend busy behind the caller's back
                 raise
             cache.register_own_files(new, paths)
+            self._healed.update(paths or ())  # our own trace rows follow below
         # Look again: spans other processes added meanwhile must be in our roll-up.
         if cache.refresh():
             cache.load(touched, traces.best_count)
@@ -298,6 +368,8 @@ class LakeStore(Store):
 
     # -- tags and assessments ------------------------------------------------------------
     def _require_trace(self, trace_id: str) -> None:
+        self._traces.table()  # readers: heal into the materialised rows
+        self._heal()
         self._traces.refresh()
         ids = self._traces.table().column("trace_id")
         if not pc.any(pc.equal(ids, trace_id)).as_py():
@@ -381,6 +453,8 @@ class LakeStore(Store):
         max_results: int,
         offset: int,
     ) -> TracePage:
+        self._traces.table()
+        self._heal()
         self._traces.refresh()
         view = self._traces.view()
         table = view.table
@@ -507,6 +581,7 @@ class LakeStore(Store):
                     if len(paths) > 1 or data.num_rows < part.count_rows():
                         self.backend.replace(table, paths, data)
             self.backend.optimize()
+            stats["tmp_removed"] = len(self.backend.remove_leftovers(LEFTOVER_SECONDS))
             stats["traces_repaired"] = self._repair()
             for table in (SPANS, TRACES, ASSESSMENTS, TAG_OVERRIDES, EXPERIMENTS):
                 after = self.backend.dataset(table)

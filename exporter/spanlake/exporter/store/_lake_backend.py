@@ -89,6 +89,11 @@ class LakeBackend(ABC):
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         """Delete unreferenced files older than the retention; returns them."""
 
+    def remove_leftovers(self, older_than_seconds: float) -> list[str]:
+        """Delete what crashed writers left (temporary files) untouched for this long;
+        returns the paths. Backends without such files keep the default."""
+        return []
+
     def optimize(self) -> None:  # noqa: B027 - optional hook
         """Backend-specific maintenance after :meth:`LakeStore.compact`."""
 

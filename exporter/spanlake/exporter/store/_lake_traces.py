@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from spanlake.exporter.errors import StoreError
@@ -80,6 +81,25 @@ class TraceRows:
             old = best.get(trace_id)
             if old is None or basis > old[0]:
                 best[trace_id] = (basis, count)
+
+    def add_unstored(self, rows: pa.Table) -> None:
+        """Rows derived in memory but not stored (a read-only lake): seen by this process."""
+        self._add(rows)
+
+    def short_of(self, trace_ids: pa.Array, on_disk: pa.Array) -> list[str]:
+        """Traces whose winning row is missing or counts fewer spans than ``on_disk``."""
+        if self._materialised is not None:  # readers: vectorised over the winning rows
+            rows = self.table().select(["trace_id", "span_count"])
+            disk = pa.table({"trace_id": trace_ids, "on_disk": on_disk})
+            joined = disk.join(rows, "trace_id", join_type="left outer")
+            counts = joined.column("span_count")
+            short = pc.or_kleene(pc.is_null(counts), pc.less(counts, joined.column("on_disk")))
+            return sorted(joined.filter(short).column("trace_id").to_pylist())
+        return sorted(  # writers: their count index (they keep no rows)
+            t
+            for t, n in zip(trace_ids.to_pylist(), on_disk.to_pylist(), strict=True)
+            if (self.best_count(t) or 0) < n
+        )
 
     # -- writers: span counts ------------------------------------------------------------
     def best_count(self, trace_id: str) -> int | None:

@@ -191,6 +191,22 @@ class ParquetBackend(LakeBackend):
                 pass  # another compaction moved it first
         return written
 
+    def remove_leftovers(self, older_than_seconds: float) -> list[str]:
+        """Temporary ``.*.tmp`` files of writers that died mid-write (a live writer's file
+        is renamed within seconds; ``compact`` passes minutes)."""
+        cutoff = time.time() - older_than_seconds
+        removed = []
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    if name.endswith(".tmp") and os.path.getmtime(path) < cutoff:
+                        os.unlink(path)
+                        removed.append(path)
+                except FileNotFoundError:
+                    pass  # renamed or removed meanwhile
+        return sorted(removed)
+
     def vacuum(self, retention_hours: float, *, dry_run: bool) -> list[str]:
         """Delete compaction leftovers in ``_trash`` and crashed writers' temporary files
         older than the retention."""

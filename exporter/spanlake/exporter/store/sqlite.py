@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -282,8 +283,13 @@ class SQLiteStore(Store):
         self._closed = False
         self._resource_cache: tuple[dict[str, Any], str] | None = None
         self._pid = os.getpid()
+        #: Opened without write access (read-only file, directory or mount): every read
+        #: works, writes raise StoreError; nothing (schema, pragmas) is ever written.
+        self.read_only = _needs_read_only(path)
+        self._immutable = False
         conn = self._conn()
-        self._retrying(lambda: conn.executescript(_SCHEMA))
+        if not self.read_only:
+            self._retrying(lambda: conn.executescript(_SCHEMA))
 
     # -- connections ---------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -297,6 +303,12 @@ class SQLiteStore(Store):
             return conn
         if self._closed:
             raise StoreError(f"store {self.uri} is closed")
+        if self.read_only:
+            conn = self._connect_read_only()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+            return conn
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -317,6 +329,43 @@ class SQLiteStore(Store):
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``: sees other processes' commits (a WAL database needs its -shm file
+        or a writable directory for that). Failing that, and with no -wal file holding
+        commits not yet in the main file, ``immutable=1``: the file is read as it is."""
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        attempts = [base + "&immutable=1"] if self._immutable else [base]
+        if not self._immutable and not os.path.exists(self.path + "-wal"):
+            attempts.append(base + "&immutable=1")
+        error: sqlite3.Error | None = None
+        for target in attempts:
+            conn = None
+            try:
+                conn = sqlite3.connect(
+                    target,
+                    uri=True,
+                    timeout=_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA case_sensitive_like = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # really opens
+                self._immutable = target.endswith("immutable=1")
+                return conn
+            except sqlite3.Error as exc:
+                error = exc
+                if conn is not None:
+                    conn.close()
+        raise StoreError(f"cannot open SQLite store {self.path!r} read-only: {error}") from error
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"SQLite store {self.path!r} is read-only (no write access to the file, its "
+                "directory or its filesystem): it can be read but not written"
+            )
 
     def _retrying(self, fn: Any) -> Any:
         """Run ``fn``; map faults that pass (locked/busy database, full disk or quota, I/O
@@ -841,6 +890,7 @@ class _transaction:
         self.store = store
 
     def __enter__(self) -> None:
+        self.store._check_writable()
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
@@ -853,6 +903,21 @@ class _transaction:
                 self.conn.execute("ROLLBACK")
         finally:
             self.store._settle_experiments(committed)
+
+
+def _needs_read_only(path: str) -> bool:
+    """True when an existing database cannot be written by us: the file, its directory
+    (SQLite creates -wal/-shm/journal files there) or an existing -wal file is not writable,
+    or the filesystem is mounted read-only (``access`` says so even to root)."""
+    if not os.path.exists(path):
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    wal = path + "-wal"
+    return not (
+        os.access(path, os.W_OK)
+        and os.access(directory, os.W_OK)
+        and (not os.path.exists(wal) or os.access(wal, os.W_OK))
+    )
 
 
 def open_sqlite_store(uri: StoreURI) -> SQLiteStore:
