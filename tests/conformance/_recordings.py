@@ -1,7 +1,8 @@
 """The recorded real-API cassettes in ``../shared/conformance`` and how to replay them.
 
-Recordings are read in place at run time (never copied into the repo). Missing folder: a
-clear failure under CI (``CI`` set), a skip elsewhere.
+Recordings are read in place at run time (never copied into the repo) from
+``../shared/conformance`` (or ``SPANLAKE_CONFORMANCE_DIR``). Missing folder: a clear failure
+under CI (``CI`` set), a skip elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import pytest
 import vcr
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+ROOT = Path(
+    os.environ.get("SPANLAKE_CONFORMANCE_DIR")
+    or Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+)
 FOLDERS = ("openai-v2", "botocore")
 
 
@@ -52,6 +56,9 @@ class _FullYaml:
     def serialize(cassette_dict: Any) -> str:
         raise RuntimeError("recordings are read-only")
 
+
+#: Recordings replayed in this session (``folder/name``), for the coverage check.
+REPLAYED: set[str] = set()
 
 _VCR = vcr.VCR(record_mode="none", serializer="full_yaml")
 _VCR.register_serializer("full_yaml", _FullYaml)
@@ -104,6 +111,7 @@ def replay(name: str) -> Iterator[Any]:
     with _VCR.use_cassette(str(path), allow_playback_repeats=False) as cassette:
         yield cassette
         assert cassette.all_played, f"{name}: not every recorded interaction was requested"
+    REPLAYED.add(name)
 
 
 def sse_data(body: bytes) -> list[dict[str, Any]]:
