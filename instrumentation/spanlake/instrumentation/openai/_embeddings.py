@@ -39,6 +39,10 @@ def embeddings_response(result: Any) -> Response:
         vector = attr(data[0], "embedding")
         if isinstance(vector, list) and vector:
             attributes[ga.EMBEDDINGS_DIMENSION_COUNT] = len(vector)
+        elif isinstance(vector, str) and vector:
+            # ``encoding_format="base64"``: little-endian float32s, counted without decoding.
+            size = len(vector) * 3 // 4 - len(vector) + len(vector.rstrip("="))
+            attributes[ga.EMBEDDINGS_DIMENSION_COUNT] = size // 4
     usage = attr(result, "usage")
     return Response(
         model=as_str(attr(result, "model")),
