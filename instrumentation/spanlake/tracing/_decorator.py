@@ -27,6 +27,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import Span
 
 from spanlake.semconv import spanlake_attrs
+from spanlake.semconv.secrets import REDACTED, is_secret_key
 from spanlake.semconv.span_type import SpanType
 from spanlake.tracing import _lifecycle
 from spanlake.tracing._capture import DEFAULT_MAX_BYTES, capture
@@ -130,6 +131,9 @@ class _Binder:
             bound = self._slow(args, kwargs)
         if self._drop is not None:
             bound.pop(self._drop, None)
+        for key in bound:
+            if is_secret_key(key):  # an ``api_key`` argument never leaves the process
+                bound[key] = REDACTED
         return bound
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
