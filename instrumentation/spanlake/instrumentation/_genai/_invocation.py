@@ -18,7 +18,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from spanlake.instrumentation._json import dumps
+from spanlake.instrumentation._capture import capture
 from spanlake.semconv import gen_ai as ga
 from spanlake.semconv.secrets import is_secret_key
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
@@ -37,7 +37,6 @@ STREAM_END: Final = "spanlake.stream.end"
 STREAM_CHUNKS: Final = "spanlake.stream.chunks"
 #: Span event name for one stream chunk (bounded count; see ``_stream``).
 CHUNK_EVENT: Final = "spanlake.stream.chunk"
-
 
 
 @dataclass(slots=True)
@@ -285,7 +284,9 @@ class Invocation:
 
     def _content(self, out: dict[str, AttributeValue], key: str, value: Any) -> None:
         """Encode one content value (capped) into ``out`` and/or the pending event."""
-        text, original = dumps(value, self.content.max_bytes)
+        # The budget-filling encoder: the cap applies to the whole value (a 400 KB prompt
+        # under a 128 KiB cap keeps ~128 KiB), in time bounded by the cap.
+        text, original = capture(value, self.content.max_bytes)
         if original is not None:
             if self._truncated is None:
                 self._truncated = []
