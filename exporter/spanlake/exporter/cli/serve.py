@@ -98,6 +98,7 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from spanlake.exporter.receiver import Receiver, ReceiverConfig
     from spanlake.exporter.receiver._auth import load_token
+    from spanlake.exporter.redaction import load_redactors
     from spanlake.exporter.store import open_store
 
     logging.basicConfig(
@@ -124,6 +125,7 @@ def handler(args: argparse.Namespace) -> int:
             wal_dir=args.wal_dir,
             wal_linger_s=args.wal_linger_ms / 1000,
             wal_max_queued_spans=args.wal_max_queued_spans,
+            redactors=tuple(load_redactors()),  # one that cannot load: refuse to start
         )
         store = open_store(args.store or os.environ.get(ENV_STORE) or DEFAULT_STORE)
     except (ConfigError, ValueError) as exc:

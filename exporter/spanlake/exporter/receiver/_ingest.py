@@ -39,6 +39,7 @@ from spanlake.exporter.receiver._errors import (
 from spanlake.exporter.receiver._metrics import Metrics
 from spanlake.exporter.receiver._wal import Entry, WriteAheadLog
 from spanlake.exporter.records import SpanRecord
+from spanlake.exporter.redaction import ContentRedaction, load_redactors
 from spanlake.exporter.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -345,6 +346,8 @@ class Ingestor:
         self.config = config
         self.metrics = metrics
         self.gate = Gate(config, metrics)
+        redactors = config.redactors if config.redactors is not None else load_redactors()
+        self.redaction = ContentRedaction(redactors) if redactors else None
         self.wal = WriteAheadLog(config.wal_dir) if config.wal_dir else None
         self.writer = Writer(store, config, metrics, self.wal, self._replay)
 
@@ -409,11 +412,13 @@ class Ingestor:
 
     def _map(self, decoded: Decoded, override: str | None) -> list[SpanRecord]:
         default = self.config.default_experiment
+        redaction = self.redaction
         records: list[SpanRecord] = []
         append = records.append
         for span in decoded.spans:
             try:
-                append(map_span(span, experiment_for(span, default, override)))
+                record = map_span(span, experiment_for(span, default, override))
+                append(record if redaction is None else redaction.apply(record))
             except Exception as exc:  # a span the mapping cannot handle is rejected alone
                 decoded.reject(f"span {span.span_id}: {type(exc).__name__}: {exc}")
         return records
