@@ -22,16 +22,19 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from spanlake.exporter._exit import install_sigterm_flush
 from spanlake.exporter.config import default_experiment
-from spanlake.exporter.errors import SpanlakeError, TransientStoreError
+from spanlake.exporter.errors import ConfigError, SpanlakeError, TransientStoreError
 from spanlake.exporter.mapping import experiment_for, from_readable_span, map_span
 from spanlake.exporter.records import SpanRecord
+from spanlake.exporter.redaction import ContentRedaction, Redactor, load_redactors, unavailable
 from spanlake.exporter.store import Store, open_store
 
 _logger = logging.getLogger(__name__)
 _RETRY_DELAYS_S = (0.05, 0.2, 0.5)
 
-#: A user hook that may rewrite a record (PII redaction) or drop it (return None).
-Redactor = Callable[[SpanRecord], "SpanRecord | None"]
+#: A user hook that may rewrite a whole record or drop it (return None); in process only.
+#: For PII, prefer a content redactor (:mod:`spanlake.exporter.redaction`), which the
+#: receiver applies too.
+RecordHook = Callable[[SpanRecord], "SpanRecord | None"]
 
 
 class SpanlakeSpanExporter(SpanExporter):
@@ -44,6 +47,10 @@ class SpanlakeSpanExporter(SpanExporter):
     :class:`StoreError` (both :class:`SpanlakeError`); the same faults with the store from
     the environment are logged as one clear line and the exporter is disabled, so the
     application still runs (untraced).
+
+    ``redactors``: PII redactors applied to each span's content before it is written
+    (:mod:`spanlake.exporter.redaction`); None loads the ``spanlake_redactors`` entry points
+    and ``SPANLAKE_REDACTOR``. One that cannot be loaded is logged and content is dropped.
     """
 
     def __init__(
@@ -51,15 +58,28 @@ class SpanlakeSpanExporter(SpanExporter):
         store: str | Store | None = None,
         experiment: str | None = None,
         *,
-        redact: Redactor | None = None,
+        redact: RecordHook | None = None,
+        redactors: Sequence[Redactor] | None = None,
     ) -> None:
         self._experiment = experiment or default_experiment()
         self._redact = redact
+        if redactors is None:
+            try:
+                redactors = load_redactors()
+            except ConfigError as exc:
+                _logger.error("spanlake: %s; span content will not be stored", exc)
+                redactors = [unavailable(str(exc))]
+        self._redaction = ContentRedaction(redactors) if redactors else None
         self._lock = threading.Lock()
         self._shutdown = False
         self._owns_store = not isinstance(store, Store)
         self._store: Store | None
-        self.stats: dict[str, int] = {"exported": 0, "dropped": 0, "failed_batches": 0}
+        self.stats: dict[str, int] = {
+            "exported": 0,
+            "dropped": 0,
+            "failed_batches": 0,
+            "redaction_failures": 0,
+        }
         self._resources: dict[int, tuple[Any, Mapping[str, Any]]] = {}
         if isinstance(store, Store):
             self._store = store
@@ -120,6 +140,10 @@ class SpanlakeSpanExporter(SpanExporter):
             try:
                 raw = from_readable_span(span, self._resource(span))
                 record: SpanRecord | None = map_span(raw, experiment_for(raw, self._experiment))
+                if self._redaction is not None:
+                    assert record is not None
+                    record = self._redaction.apply(record)
+                    self.stats["redaction_failures"] = self._redaction.failures
                 if self._redact is not None:
                     record = self._redact(record)  # type: ignore[arg-type]
             except Exception:

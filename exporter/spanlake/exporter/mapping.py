@@ -13,33 +13,28 @@ first lets :func:`spanlake.semconv.dialects.normalize` translate other conventio
 - trace-level fields: ``spanlake.trace.tag.*``, ``spanlake.trace.metadata.*``,
   ``spanlake.trace.client_request_id``, ``user.id``, ``session.id``, ``gen_ai.conversation.id``.
 
-What is not promoted to a typed field stays in ``attributes``; secrets (API keys, auth
-headers) are replaced by ``[REDACTED]`` so they are never stored.
+What is not promoted to a typed field stays in ``attributes``. Secrets are replaced by
+``[REDACTED]`` by key at every level (:mod:`spanlake.semconv.secrets` owns the rule): span,
+event and resource attributes, trace tags and metadata, and inside inputs/outputs JSON.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from spanlake.exporter.records import SpanEvent, SpanRecord, TokenUsage
 from spanlake.semconv import gen_ai as g
 from spanlake.semconv import spanlake_attrs as sl
 from spanlake.semconv.dialects import normalize
+from spanlake.semconv.secrets import REDACTED, is_secret_key, redact_attributes, redact_json_text
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-REDACTED = "[REDACTED]"
-_SECRET_KEY = re.compile(
-    r"(authorization|api[_.-]?key|x-api-key|secret|password|passwd|cookie|bearer|credential)",
-    re.IGNORECASE,
-)
 #: Keys consumed into typed fields (and so not repeated in ``attributes``).
 _CONSUMED = frozenset({sl.SPAN_TYPE, sl.SPAN_INPUTS, sl.SPAN_OUTPUTS, sl.TRACE_CLIENT_REQUEST_ID})
 _TRACE_PREFIXES = (sl.TRACE_TAG_PREFIX, sl.TRACE_METADATA_PREFIX)
@@ -162,24 +157,35 @@ def _span_type(attrs: Mapping[str, Any]) -> str:
     return (implied or SpanType.UNKNOWN).value
 
 
-@lru_cache(maxsize=4096)
-def _is_secret_key(key: str) -> bool:
-    """Cached per key: spans repeat the same few hundred keys, the regex was the hot spot."""
-    return bool(_SECRET_KEY.search(key)) and "token" not in key.rsplit(".", 1)[-1]
+def _redact_events(events: list[SpanEvent]) -> list[SpanEvent]:
+    out: list[SpanEvent] | None = None
+    for index, event in enumerate(events):
+        attrs = redact_attributes(event.attributes)
+        if attrs is not event.attributes:
+            if out is None:
+                out = list(events)
+            out[index] = SpanEvent(event.name, event.time_ns, attrs)
+    return events if out is None else out
 
 
-#: Keys already known not to be secrets: one set lookup per key finds the
-#: keys that still need the (cached) check. Bounded, as keys can be arbitrary.
-_SAFE_KEYS: set[str] = set()
-_MAX_SAFE_KEYS = 8192
+#: Resource attribute sets already redacted (by identity): a process or a ResourceSpans
+#: shares one resource across its spans, so it is redacted once.
+_RESOURCES: dict[int, tuple[Mapping[str, Any], dict[str, Any]]] = {}
 
 
-def _redact(attrs: dict[str, Any]) -> None:
-    for key in [k for k in attrs if k not in _SAFE_KEYS]:
-        if _is_secret_key(key):
-            attrs[key] = REDACTED
-        elif len(_SAFE_KEYS) < _MAX_SAFE_KEYS:
-            _SAFE_KEYS.add(key)
+def _redact_resource(resource: Mapping[str, Any]) -> dict[str, Any]:
+    cached = _RESOURCES.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    redacted = redact_attributes(resource if type(resource) is dict else dict(resource))
+    if len(_RESOURCES) > 256:
+        _RESOURCES.clear()
+    _RESOURCES[id(resource)] = (resource, redacted)
+    return redacted
+
+
+def _trace_field(key: str, value: Any) -> str:
+    return REDACTED if is_secret_key(key) else redact_json_text(str(value))
 
 
 def experiment_for(span: SpanInput, default: str, override: str | None = None) -> str:
@@ -214,9 +220,9 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
             continue
         if key.startswith(_TRACE_PREFIXES):  # one C call for the common miss
             if key.startswith(sl.TRACE_TAG_PREFIX):
-                tags[key[_TAG_LEN:]] = str(value)
+                tags[key[_TAG_LEN:]] = _trace_field(key, value)
             else:
-                metadata[key[_META_LEN:]] = str(value)
+                metadata[key[_META_LEN:]] = _trace_field(key, value)
         else:
             rest[key] = value
     for key, meta_key in (
@@ -226,7 +232,11 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
     ):
         if key in attrs and meta_key not in metadata:
             metadata[meta_key] = str(attrs[key])
-    _redact(rest)
+    rest = redact_attributes(rest)
+    if inputs is not None:
+        inputs = redact_json_text(inputs)
+    if outputs is not None:
+        outputs = redact_json_text(outputs)
 
     model = attrs.get(g.REQUEST_MODEL) or attrs.get(g.RESPONSE_MODEL)
     provider = attrs.get(g.PROVIDER_NAME) or attrs.get(g.SYSTEM)
@@ -249,10 +259,10 @@ def map_span(span: SpanInput, experiment: str) -> SpanRecord:
         provider=str(provider) if provider else None,
         token_usage=_usage(attrs),
         attributes=rest,
-        events=span.events,
+        events=_redact_events(span.events),
         # Shared, not copied: every span of one OTLP ResourceSpans (or one SDK process) has
         # the same resource, and records are never mutated after mapping.
-        resource=span.resource if type(span.resource) is dict else dict(span.resource),
+        resource=_redact_resource(span.resource),
         scope=span.scope,
         trace_tags=tags,
         trace_metadata=metadata,

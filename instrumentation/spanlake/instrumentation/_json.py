@@ -135,23 +135,38 @@ def _shrink(obj: Any, max_str: int, max_items: int) -> Any:
 
 
 def fit(encoded: bytes, max_bytes: int) -> bytes:
-    """``encoded`` JSON shrunk to at most ``max_bytes`` while staying valid JSON."""
+    """``encoded`` JSON shrunk to at most ``max_bytes`` while staying valid JSON.
+
+    The whole value gets the budget: strings are cut to the longest common length (found by
+    bisection) at which the value still fits, so one 400 KB prompt under a 128 KiB cap keeps
+    ~128 KiB of its text rather than a fixed fraction; containers are shortened only when
+    even short strings do not fit.
+    """
     if len(encoded) <= max_bytes:
         return encoded
     parsed = orjson.loads(encoded)
-    # Start from limits the budget implies (no string longer than an eighth of it, no more
-    # items than could fit), so every pass walks at most a budget's worth of the value.
-    max_str, max_items = max(max_bytes // 8, 16), max(max_bytes // 16, 1)
-    for _ in range(32):
-        candidate = orjson.dumps(_shrink(parsed, max_str, max_items), option=_OPTIONS_NON_STR_KEYS)
-        if len(candidate) <= max_bytes:
-            return candidate
-        if max_str <= 16 and max_items <= 1:
-            break
-        max_str = max(max_str // 2, 16)
+
+    def attempt(max_str: int, max_items: int) -> bytes | None:
+        data = orjson.dumps(_shrink(parsed, max_str, max_items), option=_OPTIONS_NON_STR_KEYS)
+        return data if len(data) <= max_bytes else None
+
+    max_items = max(max_bytes // 16, 1)
+    best = attempt(16, max_items)
+    while best is None and max_items > 1:
         max_items = max(max_items // 2, 1)
-    preview = encoded[: max(max_bytes // 2, 0)].decode("utf-8", errors="ignore")
-    return orjson.dumps(preview[: max(max_bytes // 2 - 32, 0)] + _TRUNCATION_MARK)
+        best = attempt(16, max_items)
+    if best is None:
+        preview = encoded[: max(max_bytes // 2, 0)].decode("utf-8", errors="ignore")
+        return orjson.dumps(preview[: max(max_bytes // 2 - 32, 0)] + _TRUNCATION_MARK)
+    low, high = 16, max_bytes  # ``low`` fits; find the longest string length that does
+    while high - low > max(low // 64, 8):
+        middle = (low + high) // 2
+        candidate = attempt(middle, max_items)
+        if candidate is None:
+            high = middle
+        else:
+            low, best = middle, candidate
+    return best
 
 
 def dumps(value: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, int | None]:

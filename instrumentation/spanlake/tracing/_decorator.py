@@ -27,9 +27,10 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import Span
 
 from spanlake.semconv import spanlake_attrs
+from spanlake.semconv.secrets import REDACTED, is_secret_key
 from spanlake.semconv.span_type import SpanType
 from spanlake.tracing import _lifecycle
-from spanlake.tracing._capture import DEFAULT_MAX_BYTES, capture
+from spanlake.tracing._capture import capture
 from spanlake.tracing._lifecycle import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,6 +131,9 @@ class _Binder:
             bound = self._slow(args, kwargs)
         if self._drop is not None:
             bound.pop(self._drop, None)
+        for key in bound:
+            if is_secret_key(key):  # an ``api_key`` argument never leaves the process
+                bound[key] = REDACTED
         return bound
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -168,10 +172,10 @@ class _Recipe:
         """
         try:
             span = _lifecycle.tracer().start_span(self.name, attributes=self.attributes or None)
-            if span.is_recording():
+            if span.is_recording() and (cap := _lifecycle.content_cap()) is not None:
                 bound = self.binder.bind(args, kwargs)
                 if bound:  # a call without arguments records no inputs rather than "{}"
-                    text, original = capture(bound)
+                    text, original = capture(bound, cap)
                     span.set_attribute(spanlake_attrs.SPAN_INPUTS, text)
                     if original is not None:
                         mark = f"{spanlake_attrs.SPAN_INPUTS}:{original}"
@@ -205,10 +209,11 @@ def _end(
     if span is None:
         return
     try:
-        if (encoded is None and outputs is None) or not span.is_recording():
+        cap = _lifecycle.content_cap()
+        if (encoded is None and outputs is None) or cap is None or not span.is_recording():
             _end_only(span)  # None records nothing: an absent output reads as null
             return
-        value = encoded if encoded is not None else capture(outputs)
+        value = encoded if encoded is not None else capture(outputs, cap)
         _lifecycle.set_encoded(span, spanlake_attrs.SPAN_OUTPUTS, value)
     except Exception:
         logger.debug("spanlake: could not record outputs", exc_info=True)
@@ -286,10 +291,12 @@ def _coroutine_wrapper(fn: Callable[..., Any], recipe: _Recipe) -> Callable[...,
 class _Items:
     """A generator's outputs as a JSON array, encoded item by item within the cap."""
 
-    __slots__ = ("_active", "_cut_full", "_dropped", "_parts", "_used")
+    __slots__ = ("_active", "_cap", "_cut_full", "_dropped", "_parts", "_used")
 
     def __init__(self, span: Span | None) -> None:
-        self._active = span is not None and span.is_recording()
+        cap = _lifecycle.content_cap()
+        self._cap = cap or 0
+        self._active = cap is not None and span is not None and span.is_recording()
         self._parts: list[str] = []
         self._used = 2
         self._dropped = 0
@@ -302,7 +309,7 @@ class _Items:
             if self._dropped or self._cut_full:
                 self._dropped += 1
                 return
-            room = DEFAULT_MAX_BYTES - self._used - 1 - 48
+            room = self._cap - self._used - 1 - 48
             text, original = capture(item, max(room, 16))
             size = len(text) if text.isascii() else len(text.encode("utf-8"))
             if size > room:

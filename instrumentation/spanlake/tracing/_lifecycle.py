@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
+from spanlake.instrumentation._genai._config import content_config
 from spanlake.semconv import gen_ai, spanlake_attrs
 from spanlake.semconv.span_type import SpanType, coerce_span_type, operation_from_span_type
 from spanlake.tracing._capture import capture
@@ -87,11 +88,20 @@ def attribute_value(value: Any) -> AttributeValue | None:
     return capture(value)[0]
 
 
+def content_cap() -> int | None:
+    """The size cap of one recorded input/output (``SPANLAKE_CONTENT_MAX_BYTES``), or None
+    when content capture is off (``NO_CONTENT``): the manual API then records no inputs
+    or outputs, as the provider instrumentations record no messages."""
+    config = content_config()
+    return config.max_bytes if config.enabled else None
+
+
 def set_value(span: Span, key: str, value: Any) -> None:
     """Record ``value`` as JSON under ``key``, keeping the truncation marker in step."""
     try:
-        if span.is_recording():  # sampled out or no SDK: skip the serialisation
-            set_encoded(span, key, capture(value))
+        # Sampled out, no SDK or no content capture: skip the serialisation.
+        if span.is_recording() and (cap := content_cap()) is not None:
+            set_encoded(span, key, capture(value, cap))
     except Exception:
         logger.debug("spanlake: could not record %s", key, exc_info=True)
 

@@ -111,6 +111,7 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from spanlake.exporter.receiver import Receiver, ReceiverConfig
     from spanlake.exporter.receiver._auth import load_token
+    from spanlake.exporter.redaction import load_redactors
     from spanlake.exporter.store import open_store
 
     logging.basicConfig(
@@ -140,6 +141,7 @@ def handler(args: argparse.Namespace) -> int:
             wal_dir=args.wal_dir,
             wal_linger_s=args.wal_linger_ms / 1000,
             wal_max_queued_spans=args.wal_max_queued_spans,
+            redactors=tuple(load_redactors()),  # one that cannot load: refuse to start
         )
         if args.replay_quarantine and not args.wal_dir:
             raise ConfigError("--replay-quarantine needs the --wal-dir of the receiver")

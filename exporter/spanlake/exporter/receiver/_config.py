@@ -9,6 +9,7 @@ HTTP side holds at most ``max_connections`` connections.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
@@ -48,6 +49,9 @@ class ReceiverConfig:
     http_timeout_s: float = 30.0
     #: Seconds to let in-flight requests finish on shutdown.
     drain_timeout_s: float = 10.0
+    #: PII redactors (``spanlake.exporter.redaction``) applied to every span before it is
+    #: stored; None loads the ``spanlake_redactors`` entry points and ``SPANLAKE_REDACTOR``.
+    redactors: tuple[Callable[[str], str], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.auth_metrics and not self.auth_token:

@@ -39,6 +39,7 @@ from spanlake.exporter.receiver._errors import (
 from spanlake.exporter.receiver._metrics import Metrics
 from spanlake.exporter.receiver._wal import Entry, WriteAheadLog
 from spanlake.exporter.records import SpanRecord
+from spanlake.exporter.redaction import ContentRedaction, load_redactors
 from spanlake.exporter.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -377,6 +378,7 @@ class Ingestor:
         self.config = config
         self.metrics = metrics
         self.gate = Gate(config, metrics)
+        self.redaction = redaction_from(config)
         self.wal = WriteAheadLog(config.wal_dir) if config.wal_dir else None
         self.writer = Writer(store, config, metrics, self.wal, self._replay)
 
@@ -427,7 +429,7 @@ class Ingestor:
         return Outcome(decoded.rejected, decoded.error_message)
 
     def _replay(self, entry: Entry) -> list[SpanRecord]:
-        return logged_records(entry, self.config)
+        return logged_records(entry, self.config, self.redaction)
 
     def export(
         self, fmt: Format, body: bytes, encoding: str = "", experiment: str | None = None
@@ -437,7 +439,7 @@ class Ingestor:
             return self.process(ticket, fmt, body, encoding, experiment)
 
     def _map(self, decoded: Decoded, override: str | None) -> list[SpanRecord]:
-        return _map(decoded, self.config.default_experiment, override)
+        return _map(decoded, self.config.default_experiment, override, self.redaction)
 
     def close(self) -> None:
         """Stop admitting, let admitted requests finish, commit what is queued."""
@@ -446,19 +448,31 @@ class Ingestor:
         self.writer.close(self.config.drain_timeout_s)
 
 
-def logged_records(entry: Entry, config: ReceiverConfig) -> list[SpanRecord]:
-    """A logged request's records, by the same steps as when it was received."""
+def redaction_from(config: ReceiverConfig) -> ContentRedaction | None:
+    """The PII redaction the config names (None: its redactors, else the installed ones)."""
+    redactors = config.redactors if config.redactors is not None else load_redactors()
+    return ContentRedaction(redactors) if redactors else None
+
+
+def logged_records(
+    entry: Entry, config: ReceiverConfig, redaction: ContentRedaction | None
+) -> list[SpanRecord]:
+    """A logged request's records, by the same steps as when it was received (redaction
+    included: the log holds the request as sent, so replay must redact it again)."""
     override = _experiment_override(entry.experiment)
     data = decompress(entry.body, entry.encoding, config.max_request_bytes)
-    return _map(_DECODERS[entry.fmt](data), config.default_experiment, override)
+    return _map(_DECODERS[entry.fmt](data), config.default_experiment, override, redaction)
 
 
-def _map(decoded: Decoded, default: str, override: str | None) -> list[SpanRecord]:
+def _map(
+    decoded: Decoded, default: str, override: str | None, redaction: ContentRedaction | None
+) -> list[SpanRecord]:
     records: list[SpanRecord] = []
     append = records.append
     for span in decoded.spans:
         try:
-            append(map_span(span, experiment_for(span, default, override)))
+            record = map_span(span, experiment_for(span, default, override))
+            append(record if redaction is None else redaction.apply(record))
         except Exception as exc:  # a span the mapping cannot handle is rejected alone
             decoded.reject(f"span {span.span_id}: {type(exc).__name__}: {exc}")
     return records

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from spanlake.exporter.receiver._config import ReceiverConfig
-from spanlake.exporter.receiver._ingest import logged_records
+from spanlake.exporter.receiver._ingest import logged_records, redaction_from
 from spanlake.exporter.receiver._wal import quarantined, read_quarantined
 from spanlake.exporter.store.base import Store
 
@@ -37,11 +37,12 @@ class ReplayReport:
 def replay_quarantine(store: Store, config: ReceiverConfig, wal_dir: str) -> ReplayReport:
     """Store every quarantined request under ``wal_dir``; delete each file once stored."""
     report = ReplayReport()
+    redaction = redaction_from(config)
     for path in quarantined(wal_dir):
         report.files += 1
         try:
             entries = read_quarantined(path)
-            records = [r for entry in entries for r in logged_records(entry, config)]
+            records = [r for entry in entries for r in logged_records(entry, config, redaction)]
             new = store.write_spans(records) if records else 0
         except Exception as exc:
             report.failed[path] = f"{type(exc).__name__}: {exc}"

@@ -18,8 +18,9 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from spanlake.instrumentation._json import dumps
+from spanlake.instrumentation._capture import capture
 from spanlake.semconv import gen_ai as ga
+from spanlake.semconv.secrets import is_secret_key
 from spanlake.semconv.span_type import SpanType, span_type_from_operation
 from spanlake.semconv.spanlake_attrs import SPAN_TYPE, TRUNCATED
 
@@ -37,9 +38,6 @@ STREAM_END: Final = "spanlake.stream.end"
 STREAM_CHUNKS: Final = "spanlake.stream.chunks"
 #: Span event name for one stream chunk (bounded count; see ``_stream``).
 CHUNK_EVENT: Final = "spanlake.stream.chunk"
-
-# Extra request attributes whose key hints at a secret are dropped, whatever the provider passes.
-_SECRET_HINTS: Final = ("api_key", "api-key", "apikey", "authorization", "secret", "password")
 
 
 @dataclass(slots=True)
@@ -146,8 +144,8 @@ class Request:
             if stops is not None:
                 out[ga.REQUEST_STOP_SEQUENCES] = stops
         for key, extra in self.attributes.items():
-            lowered = key.lower()
-            if extra is not None and not any(h in lowered for h in _SECRET_HINTS):
+            # Extras whose key is a secret (spanlake.semconv.secrets) are dropped.
+            if extra is not None and not is_secret_key(key):
                 out[key] = extra
         return out
 
@@ -314,7 +312,9 @@ class Invocation:
 
     def _content(self, out: dict[str, AttributeValue], key: str, value: Any) -> None:
         """Encode one content value (capped) into ``out`` and/or the pending event."""
-        text, original = dumps(value, self.content.max_bytes)
+        # The budget-filling encoder: the cap applies to the whole value (a 400 KB prompt
+        # under a 128 KiB cap keeps ~128 KiB), in time bounded by the cap.
+        text, original = capture(value, self.content.max_bytes)
         if original is not None:
             if self._truncated is None:
                 self._truncated = []
