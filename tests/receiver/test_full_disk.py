@@ -30,9 +30,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from google.rpc import error_details_pb2
 from opentelemetry.sdk.trace.export import SpanExportResult
-from receiver._support import check_stored, free_port, otlp_exporter
+from receiver._support import (
+    check_stored,
+    free_port,
+    grpc_export,
+    otlp_exporter,
+    post,
+    simple_request,
+)
+from receiver.conftest import StartReceiver
 from receiver.test_crash import _start
 
 from spanlake.exporter.store import open_store
@@ -292,3 +302,54 @@ def test_full_store_disk_without_wal_answers_retry_later_and_stores_everything_o
         if proc.poll() is None:
             proc.kill()
     check_stored(stored(uri), senders.spans)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "parquet"])
+def test_full_store_disk_answers_503_retry_after_and_unavailable_retry_info(
+    tmpfs: Mount, start_receiver: StartReceiver, scheme: str
+) -> None:
+    """What the exporters above see, on the wire: HTTP 503 with ``Retry-After``, gRPC
+    ``UNAVAILABLE`` with a ``RetryInfo`` trailer. The refused request, resent after space
+    is freed, is stored once, and resending it again (as a client does when a partly
+    committed request timed out) adds nothing: the store dedupes on (trace id, span id)."""
+    disk = tmpfs("1m")
+    uri = store_uri(scheme, disk)
+    r = start_receiver(open_store(uri), retry_after_s=2)
+    refused_http = refused_grpc = None
+    for seed in range(1, 200):
+        body = _big_request(seed).SerializeToString()
+        if refused_http is None:
+            status, headers, _ = post(r.http_port, body)
+            if status != 200:
+                assert (status, headers.get("retry-after")) == (503, "2")
+                refused_http = body
+            continue
+        try:
+            grpc_export(r.grpc_port, body)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+            trailers = dict(err.trailing_metadata() or ())
+            info = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+            assert info.retry_delay.seconds == 2
+            refused_grpc = body
+            break
+    assert refused_http is not None and refused_grpc is not None, "the disk never filled"
+    grow(disk)
+    before = r.metrics.spans_stored
+    for _ in range(2):
+        assert post(r.http_port, refused_http)[0] == 200
+        grpc_export(r.grpc_port, refused_grpc)
+    assert r.metrics.spans_stored - before == 2 * 5  # each refused request stored once
+    r.stop()
+    rows = stored(uri)
+    assert len(rows) == len({(s.trace_id, s.span_id) for s in rows})  # no duplicates
+
+
+def _big_request(seed: int) -> Any:
+    """A 5-span request of ~100 KB of incompressible content."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    request = simple_request(5, seed=seed, name=f"r{seed}")
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        span.attributes.add(key="payload", value=AnyValue(string_value=os.urandom(10_000).hex()))
+    return request
