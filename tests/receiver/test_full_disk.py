@@ -30,9 +30,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from google.rpc import error_details_pb2
 from opentelemetry.sdk.trace.export import SpanExportResult
-from receiver._support import check_stored, free_port, otlp_exporter
+from receiver._support import (
+    check_stored,
+    free_port,
+    grpc_export,
+    otlp_exporter,
+    post,
+    simple_request,
+)
+from receiver.conftest import StartReceiver
 from receiver.test_crash import _start
 
 from spanlake.exporter.store import open_store
@@ -292,3 +302,63 @@ def test_full_store_disk_without_wal_answers_retry_later_and_stores_everything_o
         if proc.poll() is None:
             proc.kill()
     check_stored(stored(uri), senders.spans)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "parquet"])
+def test_full_store_disk_answers_503_retry_after_and_unavailable_retry_info(
+    tmpfs: Mount, start_receiver: StartReceiver, scheme: str
+) -> None:
+    """What the exporters above see, on the wire: HTTP 503 with ``Retry-After``, gRPC
+    ``UNAVAILABLE`` with a ``RetryInfo`` trailer. The refused request may have been partly
+    committed when the disk filled (on Parquet its span file can land before its trace
+    rows fail); resending it after space is freed, and once more, is safe because the
+    store dedupes on (trace id, span id): every span is there once."""
+    disk = tmpfs("1m")
+    uri = store_uri(scheme, disk)
+    r = start_receiver(open_store(uri), retry_after_s=2)
+    refused_http = refused_grpc = None
+    accepted: list[int] = []
+    for seed in range(1, 200):
+        body = _big_request(seed).SerializeToString()
+        if refused_http is None:
+            status, headers, _ = post(r.http_port, body)
+            if status != 200:
+                assert (status, headers.get("retry-after")) == (503, "2")
+                refused_http = seed
+            else:
+                accepted.append(seed)
+            continue
+        try:
+            grpc_export(r.grpc_port, body)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+            trailers = dict(err.trailing_metadata() or ())
+            info = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+            assert info.retry_delay.seconds == 2
+            refused_grpc = seed
+            break
+        accepted.append(seed)
+    assert refused_http is not None and refused_grpc is not None, "the disk never filled"
+    grow(disk)
+    for _ in range(2):  # the client's retry, then a needless resend
+        assert post(r.http_port, _big_request(refused_http).SerializeToString())[0] == 200
+        grpc_export(r.grpc_port, _big_request(refused_grpc).SerializeToString())
+    r.stop()
+    rows = stored(uri)
+    assert len(rows) == len({(s.trace_id, s.span_id) for s in rows})  # no duplicates
+    expected = {f"r{n}-{i}" for n in [*accepted, refused_http, refused_grpc] for i in range(5)}
+    assert {s.name for s in rows} == expected  # nothing accepted or resent is missing
+
+
+def _big_request(seed: int) -> Any:
+    """A 5-span request of ~100 KB of incompressible content (the same for a seed)."""
+    import random
+
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    rng = random.Random(seed)
+    request = simple_request(5, seed=seed, name=f"r{seed}")
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        payload = rng.randbytes(10_000).hex()
+        span.attributes.add(key="payload", value=AnyValue(string_value=payload))
+    return request

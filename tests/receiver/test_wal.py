@@ -73,6 +73,21 @@ def test_torn_last_frame_is_ignored(tmp_path: Path) -> None:
     assert [e.body for e in WriteAheadLog(str(tmp_path / "wal")).recovered()] == [b"a" * 100]
 
 
+def test_a_damaged_frame_inside_a_segment_hides_none_after_it(tmp_path: Path) -> None:
+    """Left by an older version that appended after a failed write: replay skips the
+    damaged frame and goes on with the acknowledged ones behind it."""
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    for body in (b"a" * 100, b"b" * 100, b"c" * 100):
+        wal.append("protobuf", "", None, body)
+    wal.close()
+    (segment,) = (tmp_path / "wal" / "0").glob("seg-*.wal")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the second frame's payload
+    segment.write_bytes(bytes(data))
+    bodies = [e.body for e in WriteAheadLog(str(tmp_path / "wal")).recovered()]
+    assert bodies == [b"a" * 100, b"c" * 100]
+
+
 def test_second_receiver_on_the_same_directory_takes_another_slot(tmp_path: Path) -> None:
     first = WriteAheadLog(str(tmp_path / "wal"))
     second = WriteAheadLog(str(tmp_path / "wal"))

@@ -112,21 +112,34 @@ def _frame_at(data: bytes, pos: int, after: int) -> tuple[int, bytes] | None:
     return seq, payload
 
 
+def _resync(data: bytes, pos: int, last: int) -> int | None:
+    """The offset of the next intact frame after a damaged one at ``pos``. Numbers are
+    consecutive within a segment, so it is numbered ``last + 1`` (the damaged frame was a
+    failed append, retried under the same number) or ``last + 2`` (the damaged frame was
+    complete once); found by its sequence field with a C-speed search."""
+    found: list[int] = []
+    for seq in (last + 1, last + 2):
+        needle = struct.pack("<Q", seq)
+        start = pos + 1 + 8
+        while (hit := data.find(needle, start)) >= 0:
+            if _frame_at(data, hit - 8, last) is not None:
+                found.append(hit - 8)
+                break
+            start = hit + 1
+    return min(found, default=None)
+
+
 def _read_segment(path: str) -> Iterator[Entry]:
     """The segment's intact entries. A torn tail (a crash or a full disk during an
     append, never acknowledged) ends it; a damaged frame followed by intact ones (left by
     an older version that appended after a failed write) is skipped up to the next one."""
     with open(path, "rb") as fh:
         data = fh.read()
-    pos, last = 0, -1
+    pos, last = 0, _seq_of(os.path.basename(path)) - 1
     while pos < len(data):
         found = _frame_at(data, pos, last)
         if found is None:
-            resume = next(
-                (p for p in range(pos + 1, len(data) - _FRAME.size + 1)
-                 if _frame_at(data, p, last) is not None),
-                None,
-            )  # fmt: skip
+            resume = _resync(data, pos, last)
             if resume is None:
                 logger.warning(
                     "write-ahead log %s: torn tail of %d byte(s) at byte %d ignored (never "
