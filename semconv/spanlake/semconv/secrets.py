@@ -36,26 +36,6 @@ _SECRET_ANYWHERE = re.compile(
 _VOCAB_TOKENS: Final = frozenset(
     f"{p}{sep}token" for p in ("eos", "bos", "pad", "unk", "sep", "cls", "mask") for sep in "_-"
 ) | frozenset(f"{p}token" for p in ("eos", "bos", "pad", "unk", "sep", "cls", "mask"))
-#: Lower-cased fragments one of which every secret key contains (``token"`` is a JSON key
-#: ending in token): JSON text without any of them holds no secret key.
-_FRAGMENTS: Final = (
-    "authoriz",
-    "api_key",
-    "api-key",
-    "apikey",
-    "api.key",
-    "secret",
-    "passw",
-    "passphrase",
-    "cookie",
-    "bearer",
-    "credential",
-    "private",
-    "access",
-    'token"',
-    'auth"',
-    "\\u",  # escaped key characters: look properly
-)
 _MAX_DEPTH: Final = 64
 
 
@@ -70,48 +50,57 @@ def is_secret_key(key: str) -> bool:
     return last in ("auth", "x-auth", "http_auth")
 
 
-def may_hold_secret(text: str) -> bool:
-    """Cheap pre-filter: False when JSON ``text`` certainly has no secret key."""
-    lowered = text.lower()
-    return any(fragment in lowered for fragment in _FRAGMENTS)
+_JSON_START: Final = frozenset("{[ \t\r\n")
+_LEAVES: Final = (int, float, bool, type(None))
 
 
 def redact_value(value: Any, depth: int = 0) -> Any:
     """``value`` with every secret key's value replaced, at every level. Returns ``value``
     itself (not a copy) when nothing was secret, so callers can test ``is``."""
-    if isinstance(value, str):
-        return redact_json_text(value, depth)
-    if depth > _MAX_DEPTH:
+    kind = type(value)
+    if kind is str:
+        # Only text that may be JSON is looked into (tool-call arguments, bodies).
+        return redact_json_text(value, depth) if value and value[0] in _JSON_START else value
+    if kind in _LEAVES or depth > _MAX_DEPTH:
         return value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         out: dict[Any, Any] | None = None
         for key, item in value.items():
-            if isinstance(key, str) and is_secret_key(key):
+            if type(key) is str and is_secret_key(key):
                 new: Any = REDACTED
+            elif type(item) in _LEAVES:
+                continue
             else:
                 new = redact_value(item, depth + 1)
-            if new is not item and out is None:
-                out = dict(value)
-            if out is not None:
+            if new is not item:
+                if out is None:
+                    out = dict(value)
                 out[key] = new
         return value if out is None else out
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         items: list[Any] | None = None
         for index, item in enumerate(value):
+            if type(item) in _LEAVES:
+                continue
             new = redact_value(item, depth + 1)
-            if new is not item and items is None:
-                items = list(value)
-            if items is not None:
+            if new is not item:
+                if items is None:
+                    items = list(value)
                 items[index] = new
         return value if items is None else items
+    if isinstance(value, str):
+        return redact_json_text(value, depth)
     return value
 
 
 def redact_json_text(text: str, depth: int = 0) -> str:
     """JSON text (an object or array) with its secret keys redacted; any other text,
-    and JSON without a secret key, is returned as it is."""
+    and JSON without a secret key, is returned as it is.
+
+    Parsed rather than scanned for key-like text: orjson decodes 10 KB in ~5 µs, less than
+    one case-insensitive search of it, and walking the result visits keys, not bytes."""
     head = text[:64].lstrip()  # not text.lstrip(): that copies a large value
-    if not head or head[0] not in "{[" or not may_hold_secret(text):
+    if not head or head[0] not in "{[":
         return text
     try:
         parsed = orjson.loads(text)
