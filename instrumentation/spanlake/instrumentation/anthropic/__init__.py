@@ -44,11 +44,19 @@ __all__ = ["AnthropicInstrumentor"]
 _MESSAGES: Final = "anthropic.resources.messages"
 _BETA_MESSAGES: Final = "anthropic.resources.beta.messages"
 _NATIVE: Final = ("anthropic._base_client", "start_api_call_span")
+#: Platform clients whose beta ``Messages`` classes copy the first-party methods as class
+#: attributes when imported (``create = FirstPartyMessagesAPI.create``): imported before
+#: ``instrument()`` they hold the unpatched functions, so they are targets of their own.
+_PLATFORM_BETA_MESSAGES: Final = (
+    "anthropic.lib.bedrock._beta_messages",
+    "anthropic.lib.vertex._beta_messages",
+)
+_MODULES: Final = (_MESSAGES, _BETA_MESSAGES, *_PLATFORM_BETA_MESSAGES)
 
 #: (module, "Class.method", kind) for every patched SDK method.
 _TARGETS: Final = tuple(
     (module, f"{cls}.{method}", kind)
-    for module in (_MESSAGES, _BETA_MESSAGES)
+    for module in _MODULES
     for cls, method, kind in (
         ("Messages", "create", "create"),
         ("Messages", "parse", "create"),
@@ -83,6 +91,20 @@ def _resolve(module: str, path: str) -> tuple[Any, str] | None:
         if obj is None:
             return None
     return (obj, attr) if hasattr(obj, attr) else None
+
+
+def _copied(owner: Any, name: str) -> bool:
+    """True when ``owner.name`` is (a class-bound copy of) the wrapper a patched first-party
+    class holds: wrapt's bound copy keeps its parent's wrapper function."""
+    wrapper = getattr(vars(owner).get(name), "_self_wrapper", None)
+    if wrapper is None:
+        return False
+    for base in (_MESSAGES, _BETA_MESSAGES):
+        found = _resolve(base, f"{owner.__name__}.{name}")
+        first_party = vars(found[0]).get(found[1]) if found is not None else None
+        if getattr(first_party, "_self_wrapper", None) is wrapper:
+            return True
+    return False
 
 
 class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -130,9 +152,16 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     )
                 for target_module, path, kind in _TARGETS:
                     found = _resolve(target_module, path) if target_module == module else None
-                    if found is not None:
-                        wrap_function_wrapper(target_module, path, factories[kind]())
+                    if found is None:
+                        continue
+                    owner, name = found
+                    if _copied(owner, name):
+                        # Imported after the first-party patch: it copied our wrapper. Not
+                        # wrapped twice; listed so uninstrument restores the original.
                         cls._patched.append(found)
+                        continue
+                    wrap_function_wrapper(target_module, path, factories[kind]())
+                    cls._patched.append(found)
 
             return patch
 
@@ -143,7 +172,7 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         # Patched when the app imports the SDK, not now (see .._lazy): instrumenting costs
         # nothing for an app that never imports anthropic.
-        for module in (_MESSAGES, _BETA_MESSAGES):
+        for module in _MODULES:
             cls._deferred.when_imported(module, patch_messages(module))
         cls._deferred.when_imported(_NATIVE[0], patch_native)
 
