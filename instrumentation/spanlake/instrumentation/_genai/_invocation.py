@@ -222,11 +222,19 @@ class Invocation:
         request: Request,
         *,
         content: ContentConfig | None = None,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.CLIENT,
+        name: str | None = None,
     ) -> Invocation | None:
-        """Start the CLIENT span (child of the current context); None if that fails."""
+        """Start the span (a CLIENT child of the current context unless told otherwise:
+        frameworks pass their run's parent ``context``, ``INTERNAL`` and the run's ``name``);
+        None if that fails."""
         try:
             span = tracer.start_span(
-                request.span_name(), kind=SpanKind.CLIENT, attributes=request.span_attributes()
+                name or request.span_name(),
+                context=context,
+                kind=kind,
+                attributes=request.span_attributes(),
             )
             return cls(span, content if content is not None else content_config())
         except Exception:
