@@ -399,3 +399,27 @@ def test_uninstrument_stops_the_spans(llm: ChatOpenAI, fake: FakeOpenAI, instrum
     assert instrumented.get_finished_spans() == ()
     LangChainInstrumentor().instrument()
     OpenAIInstrumentor().instrument()
+
+
+def test_a_langgraph_interrupt_is_not_an_error(tree: Any) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import interrupt
+
+    class State(MessagesState):
+        answer: str
+
+    def ask(state: State) -> dict[str, Any]:
+        return {"answer": interrupt("approve?")}
+
+    graph = StateGraph(State)
+    graph.add_node("ask", ask)
+    graph.add_edge(START, "ask")
+    app = graph.compile(checkpointer=InMemorySaver())
+    result = app.invoke({"messages": []}, config={"configurable": {"thread_id": "t1"}})
+    assert "__interrupt__" in result
+    t: Tree = tree()
+    assert t.render() == ["invoke_agent LangGraph [AGENT]", "  ask [CHAIN]"]
+    for span in t.spans:
+        assert span.status.status_code is not StatusCode.ERROR, span.name
+        assert ga.ERROR_TYPE not in attrs(span)
+    assert attrs(t.one("ask"))["spanlake.langgraph.control_flow"] == "GraphInterrupt"
