@@ -423,3 +423,40 @@ def test_a_langgraph_interrupt_is_not_an_error(tree: Any) -> None:
         assert span.status.status_code is not StatusCode.ERROR, span.name
         assert ga.ERROR_TYPE not in attrs(span)
     assert attrs(t.one("ask"))["spanlake.langgraph.control_flow"] == "GraphInterrupt"
+
+
+async def test_embeddings_nest_the_sdk_embeddings_span(fake: FakeOpenAI, tree: Any) -> None:
+    from langchain_openai import OpenAIEmbeddings
+
+    embeddings = OpenAIEmbeddings(
+        model="text-embedding-3-small",
+        base_url=fake.base_url,
+        api_key="sk-test",
+        max_retries=0,
+        check_embedding_ctx_length=False,
+    )
+
+    @trace(name="app")
+    async def app() -> tuple[Any, Any]:
+        return embeddings.embed_documents(["a cat", "a dog"]), await embeddings.aembed_query(
+            "a bird"
+        )
+
+    docs, query = await app()
+    assert len(docs) == 2 and isinstance(query, list)
+    t: Tree = tree()
+    (root,) = t.roots()
+    assert t.render(root)[1:] == [
+        "  OpenAIEmbeddings.embed_documents [EMBEDDING]",
+        "    embeddings text-embedding-3-small [EMBEDDING]",
+        "  OpenAIEmbeddings.aembed_query [EMBEDDING]",
+        "    embeddings text-embedding-3-small [EMBEDDING]",
+    ]
+    span = attrs(t.one("OpenAIEmbeddings.embed_documents"))
+    assert span[ga.OPERATION_NAME] == "embeddings" and span[ga.PROVIDER_NAME] == "openai"
+    assert span[ga.REQUEST_MODEL] == "text-embedding-3-small"
+    assert span[ga.EMBEDDINGS_DIMENSION_COUNT] == len(docs[0])
+    assert json.loads(span[ga.INPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "a cat"},
+        {"type": "text", "content": "a dog"},
+    ]

@@ -36,7 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from .._genai._peers import warn_if_peers_active
 from .._genai._safe import safe_invoke
 from .._lazy import DeferredPatches, imported
-from . import _context
+from . import _context, _embeddings
 from .package import _instruments
 
 __all__ = ["LangChainInstrumentor"]
@@ -136,6 +136,19 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             ):
                 wrapt.wrap_function_wrapper(module, path, wrapper)
 
+        def patch_embeddings(class_name: str, provider: str) -> Any:
+            def patch(module: Any) -> None:
+                cls_obj = getattr(module, class_name, None)
+                for method in _embeddings.METHODS:
+                    if cls_obj is not None and method in vars(cls_obj):
+                        wrapt.wrap_function_wrapper(
+                            cls_obj, method, _embeddings.wrapper(tracer, provider, method)
+                        )
+
+            return patch
+
+        for module_name, class_name, provider in _embeddings.TARGETS:
+            self._deferred.when_imported(module_name, patch_embeddings(class_name, provider))
         self._deferred.when_imported(_CALLBACKS, patch_callbacks)
         self._deferred.when_imported(_CONFIG, patch_config)
         self._deferred.when_imported(_LANGGRAPH_CONFIG, patch_config)
@@ -175,6 +188,13 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             for path in targets:
                 cls_name, method = path.split(".")
                 safe_invoke(unwrap, getattr(loaded, cls_name), method)
+        for module_name, class_name, _ in _embeddings.TARGETS:
+            cls_obj = getattr(imported(module_name), class_name, None)
+            for method in _embeddings.METHODS:
+                if cls_obj is not None and isinstance(
+                    vars(cls_obj).get(method), wrapt.FunctionWrapper
+                ):
+                    safe_invoke(unwrap, cls_obj, method)
         for module in (_CONFIG, _LANGGRAPH_CONFIG):
             config_module = imported(module)
             current = getattr(config_module, "_set_config_context", None)
