@@ -21,6 +21,12 @@ CASES = {
         "from openai.resources.chat.completions.completions import Completions as C; "
         "patched = isinstance(C.__dict__['create'], wrapt.FunctionWrapper)",
     ),
+    "langchain": (
+        "spanlake.instrumentation.langchain:LangChainInstrumentor",
+        "langchain_core",
+        "from langchain_core.callbacks.base import BaseCallbackManager as C; "
+        "patched = isinstance(C.__dict__['__init__'], wrapt.FunctionWrapper)",
+    ),
     "bedrock": (
         "spanlake.instrumentation.bedrock:BedrockInstrumentor",
         "botocore",

@@ -241,11 +241,18 @@ class Invocation:
         request: Request,
         *,
         content: ContentConfig | None = None,
+        context: context_api.Context | None = None,
+        kind: SpanKind = SpanKind.CLIENT,
+        name: str | None = None,
     ) -> Invocation | None:
-        """Start the CLIENT span (child of the current context); None if that fails."""
+        """Start the span (a CLIENT child of the current context unless told otherwise:
+        frameworks pass their run's parent ``context``, ``INTERNAL`` and the run's ``name``);
+        None if that fails."""
         try:
             attributes = request.span_attributes()
-            span = tracer.start_span(request.span_name(), kind=SpanKind.CLIENT, attributes=attributes)
+            span = tracer.start_span(
+                name or request.span_name(), context=context, kind=kind, attributes=attributes
+            )
             metrics = metrics_for(tracer)
             metric_attrs: dict[str, AttributeValue] | None = (
                 None
