@@ -98,7 +98,9 @@ def test_every_client_class_traced_whatever_the_import_order(cls: str, order: st
     script = _SCRIPT.format(
         tests=str(TESTS), sdk_first=sdk_first, cls=cls,
         # also load the platform client modules (and their beta classes) before instrument()
-        construct_early="import anthropic.lib.bedrock._beta_messages, anthropic.lib.vertex._beta_messages"
+        # (older SDKs lack these modules; anthropic.lib.* then reuse the first-party classes)
+        construct_early="import importlib, importlib.util; [importlib.util.find_spec(m) and importlib.import_module(m) "
+        "for m in ('anthropic.lib.bedrock._beta_messages', 'anthropic.lib.vertex._beta_messages')]"
         if sdk_first else "pass",
     )
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],

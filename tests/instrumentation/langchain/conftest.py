@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,13 +12,24 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from span_tree import Tree
 
-pytest.importorskip("langchain_core")
-pytest.importorskip("langgraph")
-
 from spanlake.instrumentation.anthropic import AnthropicInstrumentor
 from spanlake.instrumentation.bedrock import BedrockInstrumentor
 from spanlake.instrumentation.langchain import LangChainInstrumentor
 from spanlake.instrumentation.openai import OpenAIInstrumentor
+
+# The framework packages live in the ``test-frameworks`` extra, which the floor-versions job
+# cannot install beside its old SDKs: there these tests are left out of collection (a
+# conftest cannot skip). CI's main job sets SPANLAKE_REQUIRE_FRAMEWORKS, so they never
+# vanish there.
+if (
+    importlib.util.find_spec("langchain_core") is None
+    or importlib.util.find_spec("langgraph") is None
+):
+    if os.environ.get("SPANLAKE_REQUIRE_FRAMEWORKS"):
+        raise RuntimeError(
+            "SPANLAKE_REQUIRE_FRAMEWORKS is set but langchain-core/langgraph are missing"
+        )
+    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture
