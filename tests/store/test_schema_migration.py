@@ -46,7 +46,8 @@ def _rollup(store_uri: str) -> dict[str, tuple[object, ...]]:
                 t.execution_time_ms,
                 t.request_preview,
                 t.response_preview,
-                t.metadata,
+                # spanlake.cost.partial came after 0.1: its rows carry it only once re-rolled
+                {k: v for k, v in t.metadata.items() if k != "spanlake.cost.partial"},
                 sorted(t.models),
             )
             for t in store.search_traces(max_results=100).traces
