@@ -51,30 +51,28 @@ class ClientMetrics:
     __slots__ = ("cost", "duration", "time_per_chunk", "time_to_first_chunk", "token_usage")
 
     def __init__(self, meter: metrics_api.Meter) -> None:
-        self.token_usage = meter.create_histogram(
-            ga.METRIC_CLIENT_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(ga.TOKEN_USAGE_BUCKETS),
-        )
-        self.duration = meter.create_histogram(
-            ga.METRIC_CLIENT_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(ga.DURATION_BUCKETS),
-        )
-        self.time_to_first_chunk = meter.create_histogram(
-            ga.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streamed response.",
-            explicit_bucket_boundaries_advisory=list(ga.DURATION_BUCKETS),
-        )
-        self.time_per_chunk = meter.create_histogram(
-            ga.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
-            unit="s",
-            description="Time between consecutive chunks of a streamed response.",
-            explicit_bucket_boundaries_advisory=list(ga.CHUNK_GAP_BUCKETS),
-        )
+        def histogram(name: str, unit: str, description: str, bounds: Sequence[float]) -> Any:
+            return meter.create_histogram(
+                name, unit=unit, description=description,
+                explicit_bucket_boundaries_advisory=list(bounds),
+            )  # fmt: skip
+
+        self.token_usage = histogram(
+            ga.METRIC_CLIENT_TOKEN_USAGE, "{token}", "Number of input and output tokens used.",
+            ga.TOKEN_USAGE_BUCKETS,
+        )  # fmt: skip
+        self.duration = histogram(
+            ga.METRIC_CLIENT_OPERATION_DURATION, "s", "GenAI operation duration.",
+            ga.DURATION_BUCKETS,
+        )  # fmt: skip
+        self.time_to_first_chunk = histogram(
+            ga.METRIC_CLIENT_TIME_TO_FIRST_CHUNK, "s",
+            "Time to receive the first chunk of a streamed response.", ga.DURATION_BUCKETS,
+        )  # fmt: skip
+        self.time_per_chunk = histogram(
+            ga.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK, "s",
+            "Time between consecutive chunks of a streamed response.", ga.CHUNK_GAP_BUCKETS,
+        )  # fmt: skip
         self.cost = meter.create_counter(
             METRIC_CLIENT_COST,
             unit="USD",
